@@ -1,0 +1,394 @@
+"""The stack catalogue: one ``stacks/<name>/stack.yaml`` per stack, the single source of truth.
+
+Loading happens in two steps. ``load_raw`` reads the YAML (no configuration needed: secrets and
+stack dependencies are known from it alone). ``resolve`` renders every string through Jinja2
+with the public configuration (``{{ DOMAIN }}``, ``{{ LOKI_IMAGE }}``...) and builds the typed
+model. Order, networks, volume fixes, routes and the landing page are all derived from the model.
+See stacks/README.md for the format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Problem
+from .secrets import SecretSpec
+
+AUTH_MODES = ("sso", "public")
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """An HTTP GET made from a helper container on the stack network (the image has no shell)."""
+
+    port: int
+    path: str
+    scheme: str = "http"
+
+
+@dataclass(frozen=True)
+class Health:
+    command: tuple[str, ...] = ()  # in-image check, becomes the compose healthcheck
+    http: HttpProbe | None = None  # external probe
+    interval: str = "10s"
+    retries: int = 30
+    start_period: str = "10s"
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A bind mount. ``source`` under DATA_ROOT (kind data) or a rendered file (kind config)."""
+
+    source: str
+    target: str
+    kind: str = "data"  # data | config | socket | host
+    owner: tuple[int, int] | None = None
+    mode: str = ""  # chmod applied with the ownership fix, e.g. "0700"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Port:
+    published: int
+    target: int
+    protocol: str = "tcp"
+    bind: str = ""  # empty: BIND_ADDRESS
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str
+    port: int
+    auth: str  # sso | public
+    reason: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    image: str
+    description: str = ""
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, str] = field(default_factory=dict)  # container var -> secret key
+    volumes: tuple[Volume, ...] = ()
+    ports: tuple[Port, ...] = ()
+    health: Health | None = None
+    depends_on: Mapping[str, str] = field(default_factory=dict)  # service -> condition
+    routes: tuple[Route, ...] = ()
+    networks: tuple[str, ...] = ()  # extra networks besides the stack's own
+    user: str = ""  # "uid:gid" the process runs as (documentation + compose `user:`)
+    oneshot: bool = False  # runs to completion (e.g. the mc bucket job)
+    cap_add: tuple[str, ...] = ()
+    read_only: bool = False
+    memory: str = "512m"
+    pids: int = 256
+    compose: Mapping[str, Any] = field(default_factory=dict)  # extra compose keys, merged last
+
+    def runs_as_uid(self) -> int | None:
+        return int(self.user.split(":")[0]) if self.user and self.user[0].isdigit() else None
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    title: str
+    description: str
+    network: str
+    depends_on: tuple[str, ...]
+    services: tuple[Service, ...]
+    secrets: tuple[SecretSpec, ...]
+    ingress: bool = False  # the ingress joins every network that has routed services
+    directory: Path = Path()
+
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(f"{self.name} has no service {name}")
+
+    @property
+    def routes(self) -> list[tuple[Service, Route]]:
+        return [(s, r) for s in self.services for r in s.routes]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    stacks: Mapping[str, Stack]
+
+    def __getitem__(self, name: str) -> Stack:
+        return self.stacks[name]
+
+    def names(self) -> list[str]:
+        return list(self.stacks)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def stacks_dir(project_root: Path) -> Path:
+    return project_root / "stacks"
+
+
+def load_raw(directory: Path) -> dict[str, dict[str, Any]]:
+    """Read every stacks/<name>/stack.yaml; returns name -> document, sorted by name."""
+    import yaml
+
+    raw: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*/stack.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ConfigError(Problem(f"invalid YAML: {getattr(exc, 'problem', exc)}",
+                                      file=str(path), line=(mark.line + 1) if mark else 0,
+                                      fix="correct the YAML syntax")) from exc
+        name = doc.get("name", path.parent.name)
+        if name != path.parent.name:
+            raise ConfigError(Problem(f"name {name!r} differs from its folder",
+                                      file=str(path), fix=f"set name: {path.parent.name}"))
+        doc["_path"] = path
+        raw[name] = doc
+    return raw
+
+
+def secret_specs(raw: Mapping[str, Mapping[str, Any]]) -> list[SecretSpec]:
+    specs: list[SecretSpec] = []
+    for name, doc in raw.items():
+        for key, spec in (doc.get("secrets") or {}).items():
+            spec = spec or {}
+            specs.append(SecretSpec(key=key, length=int(spec.get("length", 32)),
+                                    alphabet=spec.get("alphabet", "alnum"), stack=name))
+    return specs
+
+
+def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> Catalogue:
+    """Render the raw documents with ``values`` (public settings) and build the model."""
+    from jinja2 import Environment, StrictUndefined, UndefinedError
+
+    env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
+
+    def render(node: Any, where: str) -> Any:
+        if isinstance(node, str) and "{" in node:
+            try:
+                return env.from_string(node).render(values)
+            except UndefinedError as exc:
+                raise ConfigError(Problem(f"{exc.message} in {node!r}", file=where,
+                                          fix="use a key from env/defaults.env")) from exc
+        if isinstance(node, list):
+            return [render(item, where) for item in node]
+        if isinstance(node, dict):
+            return {k: render(v, where) for k, v in node.items()}
+        return node
+
+    stacks: dict[str, Stack] = {}
+    for name, doc in raw.items():
+        path = doc["_path"]
+        rendered = render({k: v for k, v in doc.items() if k != "_path"}, str(path))
+        stacks[name] = _build_stack(name, rendered, path)
+    catalogue = Catalogue(stacks)
+    _check(catalogue)
+    return catalogue
+
+
+def _build_stack(name: str, doc: Mapping[str, Any], path: Path) -> Stack:
+    services = tuple(_build_service(svc, spec or {}, str(path))
+                     for svc, spec in (doc.get("services") or {}).items())
+    return Stack(
+        name=name,
+        title=doc.get("title", name),
+        description=doc.get("description", ""),
+        network=doc.get("network", f"{name}_default"),
+        depends_on=tuple(doc.get("depends_on") or ()),
+        services=services,
+        secrets=tuple(secret_specs({name: doc})),
+        ingress=bool(doc.get("ingress", False)),
+        directory=path.parent,
+    )
+
+
+def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
+    def words(value: Any) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+    health = None
+    if spec.get("health"):
+        h = spec["health"]
+        http = h.get("http")
+        health = Health(
+            command=tuple(words(h.get("command")) or ()),
+            http=HttpProbe(int(http["port"]), http.get("path", "/"), http.get("scheme", "http"))
+            if http else None,
+            interval=h.get("interval", "10s"),
+            retries=int(h.get("retries", 30)),
+            start_period=h.get("start_period", "10s"),
+        )
+    depends = spec.get("depends_on") or {}
+    if isinstance(depends, list):
+        depends = dict.fromkeys(depends, "service_healthy")
+    return Service(
+        name=name,
+        image=str(spec.get("image", "")),
+        description=spec.get("description", ""),
+        command=words(spec.get("command")),
+        entrypoint=words(spec.get("entrypoint")),
+        environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
+        secret_env=dict(spec.get("secret_env") or {}),
+        volumes=tuple(_build_volume(v, name, where) for v in spec.get("volumes") or ()),
+        ports=tuple(Port(int(p["published"]), int(p["target"]), p.get("protocol", "tcp"),
+                         p.get("bind", "")) for p in spec.get("ports") or ()),
+        health=health,
+        depends_on=dict(depends),
+        routes=tuple(Route(r["host"], int(r["port"]), r.get("auth", ""), r.get("reason", ""),
+                           r.get("title", name)) for r in spec.get("routes") or ()),
+        networks=tuple(spec.get("networks") or ()),
+        user=str(spec.get("user", "")),
+        oneshot=bool(spec.get("oneshot", False)),
+        cap_add=tuple(spec.get("cap_add") or ()),
+        read_only=bool(spec.get("read_only", False)),
+        memory=str(spec.get("memory", "512m")),
+        pids=int(spec.get("pids", 256)),
+        compose=dict(spec.get("compose") or {}),
+    )
+
+
+def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume:
+    owner = None
+    if spec.get("owner") is not None:
+        text = str(spec["owner"])
+        uid, _, gid = text.partition(":")
+        if not (uid.isdigit() and (gid or uid).isdigit()):
+            raise ConfigError(Problem(f"volume owner {text!r} of {service} is not uid:gid",
+                                      file=where, fix="write it as e.g. 10001:10001"))
+        owner = (int(uid), int(gid or uid))
+    return Volume(source=str(spec["source"]), target=str(spec["target"]),
+                  kind=spec.get("kind", "data"), owner=owner, mode=str(spec.get("mode", "")),
+                  read_only=bool(spec.get("read_only", False)))
+
+
+def _check(catalogue: Catalogue) -> None:
+    problems: list[Problem] = []
+    for stack in catalogue.stacks.values():
+        where = str(stack.directory / "stack.yaml")
+        for dep in stack.depends_on:
+            if dep not in catalogue.stacks:
+                problems.append(Problem(f"depends on unknown stack {dep!r}", key=stack.name,
+                                        file=where, fix=f"use one of {catalogue.names()}"))
+        names = {s.name for s in stack.services}
+        for service in stack.services:
+            if not service.image:
+                problems.append(Problem("has no image", key=f"{stack.name}.{service.name}",
+                                        file=where, fix="set image: '{{ SOME_IMAGE }}'"))
+            for dep in service.depends_on:
+                if dep not in names:
+                    problems.append(Problem(f"depends on unknown service {dep!r}",
+                                            key=f"{stack.name}.{service.name}", file=where,
+                                            fix=f"use one of {sorted(names)}"))
+            for route in service.routes:
+                if route.auth not in AUTH_MODES:
+                    problems.append(Problem(f"route {route.host} has auth {route.auth!r}",
+                                            key=f"{stack.name}.{service.name}", file=where,
+                                            fix="set auth: sso, or auth: public with a reason"))
+                elif route.auth == "public" and not route.reason:
+                    problems.append(Problem(f"public route {route.host} gives no reason",
+                                            key=f"{stack.name}.{service.name}", file=where,
+                                            fix="add reason: why it may bypass SSO"))
+    if problems:
+        raise ConfigError(problems)
+    stack_layers(catalogue, catalogue.names())  # raises on a cycle
+
+
+# ---------------------------------------------------------------- derivations
+
+
+def with_dependencies(catalogue: Catalogue, selected: Iterable[str]) -> list[str]:
+    """``selected`` plus everything they depend on, transitively."""
+    wanted: list[str] = []
+
+    def visit(name: str) -> None:
+        if name not in catalogue.stacks:
+            raise ConfigError(Problem(f"unknown stack {name!r}", key="--stack",
+                                      fix=f"choose from {', '.join(catalogue.names())}"))
+        if name in wanted:
+            return
+        for dep in catalogue[name].depends_on:
+            visit(dep)
+        wanted.append(name)
+
+    for name in selected:
+        visit(name)
+    return wanted
+
+
+def stack_layers(catalogue: Catalogue, names: Iterable[str]) -> list[list[str]]:
+    """Topological layers of ``names``: each layer depends only on earlier ones.
+
+    Dependencies outside ``names`` are taken as already satisfied (``--no-deps``).
+    """
+    pending = {n: {d for d in catalogue[n].depends_on} for n in names}
+    chosen = set(pending)
+    for deps in pending.values():
+        deps &= chosen
+    layers: list[list[str]] = []
+    while pending:
+        ready = sorted(n for n, deps in pending.items() if not deps)
+        if not ready:
+            raise ConfigError(Problem(f"stack dependency cycle among {sorted(pending)}",
+                                      fix="remove one depends_on edge"))
+        layers.append(ready)
+        for n in ready:
+            del pending[n]
+        for deps in pending.values():
+            deps.difference_update(ready)
+    return layers
+
+
+def dependents(catalogue: Catalogue, name: str) -> set[str]:
+    """Every stack that needs ``name``, transitively."""
+    found: set[str] = set()
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for other in catalogue.stacks.values():
+            if current in other.depends_on and other.name not in found:
+                found.add(other.name)
+                frontier.append(other.name)
+    return found
+
+
+def networks(catalogue: Catalogue) -> dict[str, list[str]]:
+    """External network -> stacks attached to it (own network, extra ones, ingress)."""
+    attached: dict[str, list[str]] = {}
+    for stack in catalogue.stacks.values():
+        for net in [stack.network, *(n for s in stack.services for n in s.networks)]:
+            attached.setdefault(net, [])
+            if stack.name not in attached[net]:
+                attached[net].append(stack.name)
+    for stack in catalogue.stacks.values():
+        if stack.ingress:
+            for routed in routed_networks(catalogue):
+                attached.setdefault(routed, [])
+                if stack.name not in attached[routed]:
+                    attached[routed].append(stack.name)
+    return attached
+
+
+def routed_networks(catalogue: Catalogue) -> list[str]:
+    """Networks the ingress must join: those of every stack with a routed service."""
+    return sorted({s.network for s in catalogue.stacks.values() if s.routes})
+
+
+def data_volumes(stack: Stack) -> list[tuple[Service, Volume]]:
+    """Bind mounts under DATA_ROOT, each with the service that uses it."""
+    return [(s, v) for s in stack.services for v in s.volumes if v.kind == "data"]
+
+
+def all_routes(catalogue: Catalogue) -> list[tuple[Stack, Service, Route]]:
+    return [(st, s, r) for st in catalogue.stacks.values() for s, r in st.routes]

@@ -1,0 +1,193 @@
+"""Layered configuration: defaults < profile < generated secrets < process environment.
+
+``env/defaults.env`` is the list of settings. A profile (``env/<name>.env``) may only change
+keys that exist there. The process environment overrides any known key. Secrets live in
+``env/secrets.env``; templates never see them (see ``Config.public``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .envfile import Entry, read_env_file
+from .errors import ConfigError, Problem
+from .secrets import SecretSpec, ensure_secrets
+from .settings import check_value, parse_bool
+
+PROFILE_ENV_VAR = "INFRA_PROFILE"
+DEFAULTS_FILE = "defaults.env"
+SECRETS_FILE = "secrets.env"
+RESERVED_PROFILES = {"defaults", "secrets", "inventory"}
+PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    value: str
+    source: str  # default | profile | secret | environment
+    origin: str  # file:line, or $NAME for the environment
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    project_root: Path
+    env_dir: Path
+    settings: Mapping[str, Setting]
+    generated_secrets: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> str:
+        return self.settings[key].value
+
+    def get(self, key: str, default: str = "") -> str:
+        setting = self.settings.get(key)
+        return setting.value if setting else default
+
+    def flag(self, key: str) -> bool:
+        return parse_bool(self.get(key, "false"))
+
+    def path(self, key: str) -> Path:
+        """A path setting, relative values resolved against the project root."""
+        raw = Path(os.path.expanduser(self[key]))
+        return raw if raw.is_absolute() else self.project_root / raw
+
+    @property
+    def public(self) -> dict[str, str]:
+        """Every non-secret value: what templates may see."""
+        return {k: s.value for k, s in self.settings.items() if not s.secret}
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return {k: s.value for k, s in self.settings.items() if s.secret}
+
+    @property
+    def build_dir(self) -> Path:
+        return self.path("BUILD_DIR") / (self.profile or "default")
+
+
+def available_profiles(env_dir: Path) -> list[str]:
+    return sorted(
+        p.stem for p in env_dir.glob("*.env")
+        if p.stem not in RESERVED_PROFILES and not p.name.endswith(".local.env")
+    )
+
+
+def load_config(
+    project_root: Path,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    secret_specs: list[SecretSpec] | None = None,
+    env_dir: Path | None = None,
+) -> Config:
+    """Read, merge and validate the configuration; generate missing secrets.
+
+    Raises ConfigError listing every problem; nothing is written unless the input is valid.
+    """
+    environ = os.environ if environ is None else environ
+    env_dir = env_dir or project_root / "env"
+    profile = (profile or environ.get(PROFILE_ENV_VAR, "")).strip()
+    problems: list[Problem] = []
+
+    defaults_path = env_dir / DEFAULTS_FILE
+    if not defaults_path.is_file():
+        raise ConfigError(Problem(f"{defaults_path} is missing", file=str(defaults_path),
+                                  fix="restore it from git: git checkout -- env/defaults.env"))
+    defaults, found = read_env_file(defaults_path, _display(defaults_path, project_root))
+    problems += found
+    merged: dict[str, Setting] = {
+        e.key: Setting(e.key, e.value, "default", f"{e.file}:{e.line}") for e in defaults
+    }
+
+    if profile:
+        problems += _apply_profile(profile, env_dir, project_root, merged)
+
+    for key in list(merged):
+        if key in environ:
+            merged[key] = Setting(key, environ[key], "environment", f"${key}")
+
+    problems += _validate(merged, {e.key: e for e in defaults})
+    if problems:
+        raise ConfigError(problems)
+
+    specs = secret_specs or []
+    values, generated = ensure_secrets(env_dir / SECRETS_FILE, specs)
+    secrets_display = _display(env_dir / SECRETS_FILE, project_root)
+    for spec in specs:
+        if spec.key in environ:
+            merged[spec.key] = Setting(spec.key, environ[spec.key], "environment",
+                                       f"${spec.key}", secret=True)
+        else:
+            merged[spec.key] = Setting(spec.key, values[spec.key], "secret", secrets_display,
+                                       secret=True)
+    return Config(profile, project_root, env_dir, merged, tuple(generated))
+
+
+def _apply_profile(profile: str, env_dir: Path, root: Path, merged: dict[str, Setting]
+                   ) -> list[Problem]:
+    path = env_dir / f"{profile}.env"
+    if not PROFILE_RE.match(profile) or profile in RESERVED_PROFILES:
+        return [Problem(f"{profile!r} is not a usable profile name", key="profile",
+                        fix="use lower-case letters, digits, '-' and '_' "
+                            f"(not {', '.join(sorted(RESERVED_PROFILES))})")]
+    if not path.is_file():
+        choices = available_profiles(env_dir)
+        return [Problem(f"profile {profile!r} has no file {_display(path, root)}", key="profile",
+                        fix=f"create that file, or choose one of: {', '.join(choices) or '(none)'}"
+                        f" (--profile or ${PROFILE_ENV_VAR})")]
+    entries, problems = read_env_file(path, _display(path, root))
+    for entry in entries:
+        if entry.key not in merged:
+            problems.append(_unknown_key(entry, list(merged)))
+            continue
+        merged[entry.key] = Setting(entry.key, entry.value, "profile", f"{entry.file}:{entry.line}")
+    return problems
+
+
+def _unknown_key(entry: Entry, known: list[str]) -> Problem:
+    close = difflib.get_close_matches(entry.key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return Problem("unknown setting", key=entry.key, file=entry.file, line=entry.line,
+                   fix=f"{hint}only keys listed in env/defaults.env can be set; "
+                       "rename or remove this line")
+
+
+def _validate(merged: dict[str, Setting], defaults: dict[str, Entry]) -> list[Problem]:
+    problems: list[Problem] = []
+    for key, setting in merged.items():
+        file, line = _split_origin(setting.origin)
+        value = setting.value.strip()
+        if not value:
+            if defaults[key].value:  # an empty default marks an optional key
+                problems.append(Problem("is required but empty", key=key, file=file, line=line,
+                                        fix=f"set a value, or remove this override to use the "
+                                            f"default ({defaults[key].value})"))
+            continue
+        found = check_value(key, value)
+        if found:
+            problems.append(Problem(found[0], key=key, file=file, line=line, fix=found[1]))
+    if parse_bool(merged.get("ACME_ENABLED", Setting("", "false", "", "")).value):
+        for key in ("ACME_EMAIL", "ACME_DNS_PROVIDER"):
+            if key in merged and not merged[key].value.strip():
+                problems.append(Problem("is required when ACME_ENABLED=true", key=key,
+                                        file=_split_origin(merged[key].origin)[0],
+                                        fix=f"set {key} in your profile, or set ACME_ENABLED=false"))
+    return problems
+
+
+def _split_origin(origin: str) -> tuple[str, int]:
+    file, _, line = origin.rpartition(":")
+    return (file, int(line)) if line.isdigit() else (origin, 0)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

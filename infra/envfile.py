@@ -1,0 +1,76 @@
+"""Read and write ``KEY=value`` files (python-dotenv's grammar), keeping line numbers for errors."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+
+from .errors import Problem
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: str
+    file: str
+    line: int
+
+
+def parse_env_text(text: str, file: str) -> tuple[list[Entry], list[Problem]]:
+    """Parse env-file text into entries; malformed lines and duplicates become problems."""
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    first_seen: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        # python-dotenv counts a leading blank line into the next binding; point at the real line.
+        raw = binding.original.string
+        line = binding.original.line + (len(raw) - len(raw.lstrip("\n")))
+        if binding.error or (binding.key is not None and binding.value is None):
+            shown = raw.strip().splitlines()[0] if raw.strip() else raw
+            problems.append(
+                Problem(
+                    f"cannot parse line {shown!r}",
+                    file=file,
+                    line=line,
+                    fix="write it as KEY=value (quote values with spaces), or start it with # "
+                    "to make it a comment",
+                )
+            )
+            continue
+        if binding.key is None:
+            continue
+        if binding.key in first_seen:
+            problems.append(
+                Problem(
+                    f"set twice (first on line {first_seen[binding.key]})",
+                    key=binding.key,
+                    file=file,
+                    line=line,
+                    fix="keep one of the two lines",
+                )
+            )
+            continue
+        first_seen[binding.key] = line
+        entries.append(Entry(binding.key, binding.value or "", file, line))
+    return entries, problems
+
+
+def read_env_file(path: Path, display_name: str | None = None) -> tuple[list[Entry], list[Problem]]:
+    return parse_env_text(path.read_text(encoding="utf-8"), display_name or str(path))
+
+
+def format_env(values: dict[str, str], header: str = "") -> str:
+    """Serialise ``values`` as an env file python-dotenv and docker compose both read back."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    for key, value in values.items():
+        if any(ch in value for ch in "\n\r"):
+            raise ValueError(f"{key}: multi-line values are not supported in env files")
+        lines.append(f"{key}={value}" if _is_plain(value) else f"{key}='{value}'")
+    return "\n".join(lines) + "\n"
+
+
+def _is_plain(value: str) -> bool:
+    return all(ch.isalnum() or ch in "-_./:@+,=%" for ch in value)

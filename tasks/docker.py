@@ -1,0 +1,5 @@
+"""Docker daemon configuration (placeholder: see issue 5)."""
+
+from invoke import Collection
+
+ns = Collection("docker")

@@ -1,0 +1,3 @@
+"""Render and plan the stacks (placeholder: see issue 3)."""
+
+ROOT_TASKS: list = []
