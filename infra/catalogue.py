@@ -275,8 +275,16 @@ def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume:
 
 def _check(catalogue: Catalogue) -> None:
     problems: list[Problem] = []
+    owner_of: dict[str, str] = {}
     for stack in catalogue.stacks.values():
         where = str(stack.directory / "stack.yaml")
+        for service in stack.services:
+            # Service names are DNS names on shared networks (Traefik joins them all): unique.
+            if service.name in owner_of:
+                problems.append(Problem(f"service name {service.name!r} is also used by stack "
+                                        f"{owner_of[service.name]!r}", key=stack.name, file=where,
+                                        fix="rename one (e.g. prefix it with the stack name)"))
+            owner_of.setdefault(service.name, stack.name)
         for dep in stack.depends_on:
             if dep not in catalogue.stacks:
                 problems.append(Problem(f"depends on unknown stack {dep!r}", key=stack.name,
