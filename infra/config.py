@@ -175,9 +175,9 @@ def _validate(merged: dict[str, Setting], defaults: dict[str, Entry]) -> list[Pr
     if parse_bool(merged.get("ACME_ENABLED", Setting("", "false", "", "")).value):
         for key in ("ACME_EMAIL", "ACME_DNS_PROVIDER"):
             if key in merged and not merged[key].value.strip():
-                problems.append(Problem("is required when ACME_ENABLED=true", key=key,
-                                        file=_split_origin(merged[key].origin)[0],
-                                        fix=f"set {key} in your profile, or set ACME_ENABLED=false"))
+                file = _split_origin(merged[key].origin)[0]
+                problems.append(Problem("is required when ACME_ENABLED=true", key=key, file=file,
+                                        fix=f"set {key} in your profile, or ACME_ENABLED=false"))
     return problems
 
 
