@@ -1,0 +1,143 @@
+"""daemon.json: merge the seed's settings into whatever the file already holds.
+
+Unrelated keys survive, lists are extended rather than replaced, the old file is backed up with
+a timestamp, and nothing is written when the existing file is not valid JSON or when the result
+would carry a ``hosts`` key that conflicts with systemd's ``dockerd -H fd://``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, Problem
+from .actions import Plan, PlanBuilder, Run, Write
+
+ROOTFUL_PATH = "/etc/docker/daemon.json"
+ROOTLESS_PATH = ".config/docker/daemon.json"  # under the rootless user's home
+
+
+def desired_settings(values: Mapping[str, str], home: str = "") -> dict[str, Any]:
+    """The seed's daemon.json (step 5) from configuration values."""
+    settings: dict[str, Any] = {}
+    data_root = values.get("DOCKER_DATA_ROOT", "")
+    if data_root:
+        if data_root.startswith("~/") and home:
+            data_root = f"{home}/{data_root[2:]}"
+        if not data_root.startswith("/"):
+            raise ConfigError(Problem(f"data-root {data_root!r} is not absolute",
+                                      key="DOCKER_DATA_ROOT",
+                                      fix="use an absolute path or ~/..., e.g. "
+                                          "~/.config/containers/storage"))
+        settings["data-root"] = data_root
+    settings["builder"] = {"gc": {"defaultKeepStorage":
+                                  values.get("DOCKER_BUILDER_KEEP_STORAGE", "20GB"),
+                                  "enabled": True}}
+    settings["experimental"] = False
+    settings["log-driver"] = "json-file"
+    settings["log-opts"] = {
+        "max-size": values.get("DOCKER_LOG_MAX_SIZE", "10m"),
+        "max-file": values.get("DOCKER_LOG_MAX_FILES", "3"),
+        "compress": "true" if values.get("DOCKER_LOG_COMPRESS_ENABLED", "true").lower()
+        in ("true", "yes", "on", "1") else "false",
+    }
+    settings["features"] = {"buildkit": True}
+    mirror = values.get("DOCKER_REGISTRY_MIRROR_URL", "")
+    if mirror:
+        parts = urlsplit(mirror)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(Problem(f"{mirror!r} is not an http(s) URL",
+                                      key="DOCKER_REGISTRY_MIRROR_URL",
+                                      fix="e.g. http://localhost:5000 or https://registry.example.org"))
+        settings["registry-mirrors"] = [mirror.rstrip("/")]
+        if parts.scheme == "http":  # a registry without TLS; one with our CA's cert needs none
+            settings["insecure-registries"] = [parts.netloc]
+    return settings
+
+
+def parse_existing(text: str | None, path: str) -> dict[str, Any]:
+    if text is None or not text.strip():
+        return {}
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", file=path,
+                                  line=exc.lineno,
+                                  fix="repair the file (or move it aside) and run again; it was "
+                                      "left untouched")) from exc
+    if not isinstance(document, dict):
+        raise ConfigError(Problem("is not a JSON object", file=path,
+                                  fix="daemon.json must hold {...}; it was left untouched"))
+    return document
+
+
+def merge(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """``desired`` over ``existing``: objects merged key by key, lists extended, scalars set."""
+    merged = dict(existing)
+    for key, value in desired.items():
+        old = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            merged[key] = merge(old, value)
+        elif isinstance(value, list) and isinstance(old, list):
+            merged[key] = [*old, *(item for item in value if item not in old)]
+        else:
+            merged[key] = value
+    return merged
+
+
+def render(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def diff(old: str | None, new: str, path: str) -> str:
+    return "".join(difflib.unified_diff((old or "").splitlines(keepends=True),
+                                        new.splitlines(keepends=True),
+                                        fromfile=path if old is not None else "/dev/null",
+                                        tofile=path))
+
+
+@dataclass(frozen=True)
+class DaemonJsonFacts:
+    path: str
+    text: str | None
+    systemd_fd: bool  # the daemon is started by systemd with -H fd://
+
+
+def plan_daemon_json(facts: DaemonJsonFacts, desired: Mapping[str, Any], stamp: str,
+                     restart: list[Run] | None, sudo: bool, owner: str = "",
+                     prepare: list[Run] | None = None) -> tuple[Plan, str]:
+    """The write (with backup) and the restart, only when the merged content differs.
+
+    ``restart``: the steps that restart the daemon, or None when nothing can (then a note says
+    how). ``prepare``: steps that must run before the write (e.g. create the user's config dir).
+    Returns the plan and the unified diff.
+    """
+    existing = parse_existing(facts.text, facts.path)
+    merged = merge(existing, desired)
+    if "hosts" in merged and facts.systemd_fd:
+        raise ConfigError(Problem("has a `hosts` key, and systemd starts dockerd with -H fd://: "
+                                  "the daemon would refuse to start", file=facts.path,
+                                  fix="remove `hosts` from daemon.json (or drop -H fd:// from "
+                                      "the unit's ExecStart in a drop-in)"))
+    plan = PlanBuilder(f"daemon.json ({facts.path})")
+    if merged == existing and facts.text is not None:
+        return plan.build(), ""
+    new_text = render(merged)
+    json.loads(new_text)  # never write what the daemon could not read
+    steps: list[Run | Write] = list(prepare or [])
+    if facts.text is not None:
+        steps.append(Run(f"cp -p {facts.path} {facts.path}.bak-{stamp}", sudo))
+    steps.append(Write(facts.path, new_text, 0o644, sudo=sudo, owner=owner))
+    changed = sorted(k for k in merged if merged.get(k) != existing.get(k))
+    plan.add(f"merge {', '.join(changed)} into {facts.path}"
+             + (f" (backup {facts.path}.bak-{stamp})" if facts.text is not None else ""), *steps)
+    if restart:
+        plan.add("restart the daemon to apply it", *restart)
+    else:
+        plan.note("no way to restart this daemon is known (no systemd): restart it yourself, "
+                  "or pass --restart-command")
+    return plan.build(), diff(facts.text, new_text, facts.path)
