@@ -61,10 +61,15 @@ class Port:
 @dataclass(frozen=True)
 class Route:
     host: str
-    port: int
+    port: int  # container port Traefik forwards to (0 when ``service`` names a Traefik service)
     auth: str  # sso | public
     reason: str = ""
     title: str = ""
+    path: str = ""  # PathPrefix added to the Host rule, e.g. /v2/
+    methods: tuple[str, ...] = ()  # restrict the router to these HTTP methods
+    service: str = ""  # a Traefik service instead of the container, e.g. api@internal
+    scheme: str = "http"  # how Traefik talks to the container (https when it serves TLS)
+    name: str = ""  # router name; default derived from the service name
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class Service:
     oneshot: bool = False  # runs to completion (e.g. the mc bucket job)
     cap_add: tuple[str, ...] = ()
     read_only: bool = False
+    tmpfs: tuple[str, ...] = ()  # writable scratch paths (with read_only)
+    ingress: bool = False  # in an ingress stack: this service joins every routed network
     memory: str = "512m"
     pids: int = 256
     compose: Mapping[str, Any] = field(default_factory=dict)  # extra compose keys, merged last
@@ -172,6 +179,7 @@ def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> 
     from jinja2 import Environment, StrictUndefined, UndefinedError
 
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
+    env.filters["flag"] = as_flag
 
     def render(node: Any, where: str) -> Any:
         if isinstance(node, str) and "{" in node:
@@ -241,25 +249,46 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         entrypoint=words(spec.get("entrypoint")),
         environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
         secret_env=dict(spec.get("secret_env") or {}),
-        volumes=tuple(_build_volume(v, name, where) for v in spec.get("volumes") or ()),
+        volumes=tuple(v for v in (_build_volume(v, name, where)
+                                  for v in spec.get("volumes") or ()) if v is not None),
         ports=tuple(Port(int(p["published"]), int(p["target"]), p.get("protocol", "tcp"),
                          p.get("bind", "")) for p in spec.get("ports") or ()),
         health=health,
         depends_on=dict(depends),
-        routes=tuple(Route(r["host"], int(r["port"]), r.get("auth", ""), r.get("reason", ""),
-                           r.get("title", name)) for r in spec.get("routes") or ()),
+        routes=tuple(_build_route(r, name) for r in spec.get("routes") or ()),
         networks=tuple(spec.get("networks") or ()),
         user=str(spec.get("user", "")),
         oneshot=bool(spec.get("oneshot", False)),
         cap_add=tuple(spec.get("cap_add") or ()),
         read_only=bool(spec.get("read_only", False)),
+        tmpfs=tuple(spec.get("tmpfs") or ()),
+        ingress=bool(spec.get("ingress", False)),
         memory=str(spec.get("memory", "512m")),
         pids=int(spec.get("pids", 256)),
         compose=dict(spec.get("compose") or {}),
     )
 
 
-def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume:
+def as_flag(value: Any) -> bool:
+    """Jinja filter: a true/false setting as a boolean (``{{ ACME_ENABLED | flag }}``)."""
+    return str(value).strip().lower() in {"true", "yes", "on", "1"}
+
+
+def _build_route(spec: Mapping[str, Any], service: str) -> Route:
+    methods = spec.get("methods") or ()
+    return Route(host=str(spec["host"]), port=int(spec.get("port", 0)),
+                 auth=spec.get("auth", ""), reason=spec.get("reason", ""),
+                 title=spec.get("title", service), path=str(spec.get("path", "")),
+                 methods=(methods,) if isinstance(methods, str) else tuple(methods),
+                 service=str(spec.get("service", "")), scheme=str(spec.get("scheme", "http")),
+                 name=str(spec.get("name", "")))
+
+
+def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume | None:
+    # ``when`` (rendered) decides whether the mount exists at all: optional files such as
+    # the Zot credentials or TLS certificates are only mounted when the setting asks for them.
+    if "when" in spec and not as_flag(spec["when"]):
+        return None
     owner = None
     if spec.get("owner") is not None:
         text = str(spec["owner"])
@@ -300,6 +329,10 @@ def _check(catalogue: Catalogue) -> None:
                                             key=f"{stack.name}.{service.name}", file=where,
                                             fix=f"use one of {sorted(names)}"))
             for route in service.routes:
+                if not route.port and not route.service:
+                    problems.append(Problem(f"route {route.host} has no port",
+                                            key=f"{stack.name}.{service.name}", file=where,
+                                            fix="set port: <container port> (or service:)"))
                 if route.auth not in AUTH_MODES:
                     problems.append(Problem(f"route {route.host} has auth {route.auth!r}",
                                             key=f"{stack.name}.{service.name}", file=where,

@@ -1,0 +1,101 @@
+"""What `invoke plan` shows, as plain rows derived from the catalogue, and the Mermaid diagram."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from . import catalogue as cat
+
+if TYPE_CHECKING:
+    from .config import Config
+
+Row = tuple[str, ...]
+
+STACK_HEADERS: Row = ("order", "stack", "depends on", "network", "services", "description")
+NETWORK_HEADERS: Row = ("network", "attached stacks")
+VOLUME_HEADERS: Row = ("stack", "service", "host path", "container path", "owner", "mode")
+ROUTE_HEADERS: Row = ("host", "path", "stack", "service", "auth", "reason")
+PORT_HEADERS: Row = ("address", "published", "target", "stack", "service")
+
+
+def stack_rows(catalogue: cat.Catalogue) -> list[Row]:
+    rows: list[Row] = []
+    for order, layer in enumerate(cat.stack_layers(catalogue, catalogue.names()), start=1):
+        for name in layer:
+            stack = catalogue[name]
+            rows.append((str(order), name, ", ".join(stack.depends_on) or "-", stack.network,
+                         ", ".join(s.name for s in stack.services), stack.title))
+    return rows
+
+
+def network_rows(catalogue: cat.Catalogue) -> list[Row]:
+    return [(net, ", ".join(stacks)) for net, stacks in sorted(cat.networks(catalogue).items())]
+
+
+def volume_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
+    data_root = config.path("DATA_ROOT")
+    rows: list[Row] = []
+    for name in _ordered(catalogue):
+        for service, volume in cat.data_volumes(catalogue[name]):
+            owner = f"{volume.owner[0]}:{volume.owner[1]}" if volume.owner else "-"
+            rows.append((name, service.name, str(data_root / volume.source), volume.target,
+                         owner, volume.mode or "-"))
+    return rows
+
+
+def route_rows(catalogue: cat.Catalogue) -> list[Row]:
+    rows = [(route.host, route.path or "/", stack.name, service.name,
+             route.auth + (f" ({'/'.join(route.methods)})" if route.methods else ""),
+             route.reason or "-")
+            for stack, service, route in cat.all_routes(catalogue)]
+    return sorted(rows)
+
+
+def port_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
+    rows: list[Row] = []
+    for name in _ordered(catalogue):
+        for service in catalogue[name].services:
+            for port in service.ports:
+                rows.append((port.bind or config["BIND_ADDRESS"],
+                             f"{port.published}/{port.protocol}", str(port.target), name,
+                             service.name))
+    return rows
+
+
+def _ordered(catalogue: cat.Catalogue) -> list[str]:
+    return [n for layer in cat.stack_layers(catalogue, catalogue.names()) for n in layer]
+
+
+def _node(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def mermaid(catalogue: cat.Catalogue) -> str:
+    """The architecture as a Mermaid flowchart: stacks, services, routes, dependencies."""
+    ingress = [s for s in catalogue.stacks.values() if s.ingress]
+    source = (next((s for s in ingress[0].services if s.ingress), ingress[0].services[0])
+              if ingress and ingress[0].services else None)
+    lines = ["graph LR"]
+    if source:
+        lines.append(f"    internet((Internet)) -->|80/443| svc_{_node(source.name)}")
+    for name in _ordered(catalogue):
+        stack = catalogue[name]
+        lines.append(f'    subgraph stack_{_node(name)}["{stack.title} ({name}, '
+                     f'{stack.network})"]')
+        for service in stack.services:
+            lines.append(f'        svc_{_node(service.name)}["{service.name}"]')
+        lines.append("    end")
+    for name in _ordered(catalogue):
+        for dep in catalogue[name].depends_on:
+            lines.append(f"    stack_{_node(name)} -.->|depends on| stack_{_node(dep)}")
+        for service in catalogue[name].services:
+            for dep in service.depends_on:
+                lines.append(f"    svc_{_node(service.name)} --> svc_{_node(dep)}")
+    for stack, service, route in cat.all_routes(catalogue):
+        if stack.ingress or source is None:
+            continue
+        label = route.host + (route.path if route.path else "")
+        label += " (SSO)" if route.auth == "sso" else " (public)"
+        lines.append(f'    svc_{_node(source.name)} -->|"{label}"| svc_{_node(service.name)}')
+    return "\n".join(lines) + "\n"
