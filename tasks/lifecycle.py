@@ -1,18 +1,376 @@
-"""Bring-up and day-2 operations (placeholder: see issue 6)."""
+"""Bring-up and day-2 operations: up, down, restart, ps, logs, pull, status.
 
-from invoke import Exit
+Thin: arguments in, the core (infra.bringup) plans and applies, rich prints. Every engine call
+goes through ``c.run`` (docker / docker compose CLI).
+"""
 
-from ._common import infra_task, load
+from __future__ import annotations
 
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection, Exit
+
+from ._common import console, infra_task, load
+
+if TYPE_CHECKING:
+    from infra.bringup.plan import UpPlan
+    from infra.project import Project
+
+STACK_HELP = "stack to act on (repeatable); default: every stack"
+DRY_HELP = "print the plan (what would be created, fixed, started or stopped); touch nothing"
 ROOT_TASKS: list = []
 
 
-@infra_task(help={"stack": "stack to bring up (repeatable); default: all"}, iterable=["stack"])
-def up(c, stack=None, profile=""):
-    """Bring the stacks up in dependency order, health-gated."""
-    load(profile)  # validates configuration and generates secrets
-    raise Exit("error: bring-up is not implemented yet (issue 6). Configuration is valid and "
-               "secrets exist; see `invoke --list` for what works today.", code=4)
+def _timeout(project: Project, timeout: int) -> int:
+    return int(timeout or project.config["HEALTH_TIMEOUT"])
 
 
-ROOT_TASKS.append(up)
+def _helper_image(project: Project) -> str:
+    from infra.bringup.session import mirrored
+
+    return mirrored(project.config["HELPER_IMAGE"], project.config.get("IMAGE_MIRROR"))
+
+
+def _ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
+    """Create missing CA and certificates (helper-1's PKI core); returns what it did or would do.
+
+    Hook kept separate so `up` needs no cfssl when nothing is missing.
+    """
+    from infra import pki
+
+    spec = pki.pki_spec(project.config)
+    plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
+    if plan.problems:
+        from infra.errors import ConfigError
+
+        raise ConfigError(list(plan.problems))
+    done = [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
+    if plan.steps and not dry:
+        paths = pki.cert_paths(project.config)
+        cfssl = pki.Cfssl()
+        pki.write_rendered(pki.render_cfssl_files(project.config, spec), paths.rendered_dir)
+        pki.apply_plan(plan, spec, cfssl, paths.rendered_dir)
+        pki.write_chains(spec)
+    return done
+
+
+def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool
+             ) -> tuple[list[str], dict[str, Any], UpPlan]:
+    from infra.bringup import facts, plan, session, state
+
+    names = plan.select_stacks(project.catalogue, stack, no_deps)
+    prepared = session.prepare_stacks(project, names, write=not dry)
+    containers = facts.containers_by_project(facts.read_containers(c))
+    up_plan = plan.plan_up(project.catalogue, names,
+                           {n: p.digest for n, p in prepared.items()},
+                           {n: p.files for n, p in prepared.items()},
+                           state.load_state(project.config.build_dir), containers,
+                           facts.read_networks(c))
+    return names, prepared, up_plan
+
+
+@infra_task(iterable=["stack"], help={
+    "stack": "stack to bring up (repeatable), with its dependencies; default: every stack",
+    "no_deps": "bring up only the named stacks, not their dependencies",
+    "dry": DRY_HELP,
+    "timeout": "seconds each stack may take to become healthy (default: HEALTH_TIMEOUT)",
+})
+def up(c, stack=None, no_deps=False, dry=False, timeout=0, profile=""):
+    """Bring the stacks up in dependency order, each one health-gated."""
+    from infra.bringup import apply, report
+
+    project = load(profile)
+    out = console()
+    cert_steps = _ensure_certificates(c, project, dry)
+    names, prepared, up_plan = _plan_up(c, project, stack or None, no_deps, dry)
+    config = project.config
+    helper = _helper_image(project)
+    if dry:
+        lines = [f"would {line}" for line in cert_steps]
+        lines += [f"would create network {n}" for n in up_plan.networks_to_create]
+        lines += [f"would ensure {config.path('DATA_ROOT') / f.source} exists"
+                  + (f", owned by {f.owner_text}" if f.owner else "")
+                  + (f", mode {f.mode}" if f.mode else "") for f in up_plan.ownership]
+        lines += [f"would {line}" if not line.startswith("layer") else line
+                  for line in report.up_plan_lines(up_plan)
+                  if not line.startswith("create network")]
+        for line in lines:
+            out.print(line)
+        return
+    for line in cert_steps:
+        out.print(f"[cyan]{line}[/cyan]")
+    if up_plan.changes_nothing:
+        out.print(f"[green]up to date[/green]: {', '.join(names)} unchanged since the last "
+                  "successful bring-up")
+        _print_urls(project, names, {n: "unchanged" for n in names})
+        return
+    apply.create_networks(c, up_plan.networks_to_create)
+    for net in up_plan.networks_to_create:
+        out.print(f"created network {net}")
+    for change in apply.apply_ownership(c, helper, str(config.path("DATA_ROOT")),
+                                        up_plan.ownership, dry=False):
+        if change.action != "ok":
+            out.print(f"{change.action} {change.source} {change.before} -> {change.after}"
+                      if change.after else f"{change.action} {change.source}")
+    outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout))
+    _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
+    failures = report.failure_text(outcomes)
+    if failures:
+        for line in failures:
+            out.print(line, markup=False)
+        raise Exit("error: bring-up stopped: "
+                   + ", ".join(n for n, o in outcomes.items() if o.status == "failed")
+                   + " did not become healthy (stacks already up stay up)", code=1)
+
+
+def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
+                 helper: str, timeout: int) -> dict[str, Any]:
+    from infra.bringup import apply, schedule, state
+
+    catalogue = project.catalogue
+    build_dir = project.config.build_dir
+    order = [n for layer in up_plan.layers for n in layer]
+    lock = threading.Lock()
+
+    def bring_up(name: str) -> schedule.StackOutcome:
+        outcome = apply.bring_up_stack(c, catalogue[name], prepared[name].target,
+                                       up_plan.steps[name], helper, timeout)
+        if outcome.status == schedule.HEALTHY:
+            with lock:
+                state.record_stack(build_dir, name, state.StackRecord(prepared[name].digest,
+                                                                      prepared[name].files))
+        return outcome
+
+    progress = schedule.Progress()
+    deps = {n: list(catalogue[n].depends_on) for n in order}
+    with _live(progress):
+        return schedule.run_in_order(order, deps, bring_up, progress)
+
+
+class _live:
+    """rich Live view: one line per stack with its state and elapsed time."""
+
+    def __init__(self, progress: Any):
+        self.progress = progress
+        self.stop = threading.Event()
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        colours = {"healthy": "green", "unchanged": "green", "failed": "red", "blocked": "red",
+                   "not started": "yellow", "starting": "cyan"}
+        table = Table(box=None, show_header=False)
+        for stack, state, elapsed in self.progress.snapshot():
+            colour = colours.get(state, "dim")
+            table.add_row(stack, f"[{colour}]{state}[/{colour}]", f"{elapsed:5.1f}s")
+        return table
+
+    def __enter__(self) -> _live:
+        from rich.live import Live
+
+        self.live = Live(self._table(), console=console(), refresh_per_second=4,
+                         transient=False)
+        self.live.__enter__()
+
+        def refresh() -> None:
+            while not self.stop.wait(0.25):
+                self.live.update(self._table())
+
+        self.thread = threading.Thread(target=refresh, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.live.update(self._table())
+        self.live.__exit__(*exc)
+
+
+def _print_urls(project: Project, names: list[str], statuses: dict[str, str]) -> None:
+    from rich.table import Table
+
+    from infra.bringup import report
+
+    https = project.config.get("TRAEFIK_HTTPS_PORT", "443")
+    table = Table(title="Routed URLs")
+    for column in ("stack", "service", "url", "status"):
+        table.add_column(column)
+    for name in names:
+        for service, route in project.catalogue[name].routes:
+            status = statuses.get(name, "")
+            colour = "green" if status in ("healthy", "unchanged") else "red"
+            table.add_row(name, service.name, report.route_url(route.host, https),
+                          f"[{colour}]{status}[/{colour}]")
+    if table.row_count:
+        console().print(table)
+
+
+def _confirm_volume_deletion(names: list[str], yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Exit("error: --volumes deletes the data of " + ", ".join(names)
+                   + "; refusing without a terminal to confirm. Pass --yes to confirm.", code=2)
+    answer = input(f"Delete the volumes and data of {', '.join(names)}? Type 'yes': ")
+    if answer.strip().lower() != "yes":
+        raise Exit("aborted: nothing was stopped or deleted", code=1)
+
+
+@infra_task(iterable=["stack"], help={
+    "stack": STACK_HELP, "dry": DRY_HELP,
+    "volumes": "also delete the stacks' volumes and DATA_ROOT data (asks for confirmation)",
+    "yes": "confirm --volumes without asking",
+})
+def down(c, stack=None, volumes=False, yes=False, dry=False, profile=""):
+    """Stop and remove the stacks in reverse dependency order; data stays unless --volumes."""
+    from infra.bringup import apply, facts, plan, report, state
+    from infra.bringup.ownership import ownership_fixes
+
+    project = load(profile)
+    containers = facts.containers_by_project(facts.read_containers(c))
+    down_plan = plan.plan_down(project.catalogue, stack or None, containers, volumes)
+    if dry:
+        for line in report.down_plan_lines(down_plan):
+            console().print(f"would {line}")
+        return
+    if volumes:
+        _confirm_volume_deletion(down_plan.order, yes)
+    helper = _helper_image(project)
+    data_root = str(project.config.path("DATA_ROOT"))
+    for name in down_plan.order:
+        step = down_plan.steps[name]
+        if step.action == plan.STOP or volumes:
+            apply.down_stack(c, None, plan.project_name(name), volumes)
+        if volumes:
+            sources = [f.source for f in ownership_fixes([project.catalogue[name]])]
+            apply.remove_data(c, helper, data_root, sources)
+        state.forget_stack(project.config.build_dir, name)
+        console().print(f"{'stopped' if step.action == plan.STOP else 'not running'}: {name}"
+                        + (" (volumes and data deleted)" if volumes else ""))
+
+
+def _selected(project: Project, stack: list[str] | None) -> list[str]:
+    from infra.bringup import plan
+
+    return plan.select_stacks(project.catalogue, stack or None, no_deps=True)
+
+
+def _compose_base(name: str) -> str:
+    import shlex
+
+    from infra.bringup.plan import project_name
+
+    # day-2 commands work by project name: the rendered files are not needed to find containers
+    return f"docker compose -p {shlex.quote(project_name(name))}"
+
+
+@infra_task(iterable=["stack", "service"], help={"stack": STACK_HELP,
+                                                 "service": "service to restart (repeatable)"})
+def restart(c, stack=None, service=None, profile=""):
+    """Restart the stacks' containers (all, or the named services)."""
+    import shlex
+
+    project = load(profile)
+    for name in _selected(project, stack):
+        c.run(f"{_compose_base(name)} restart " + " ".join(shlex.quote(s) for s in service or ()),
+              warn=True)
+
+
+@infra_task(iterable=["stack"], help={"stack": STACK_HELP})
+def ps(c, stack=None, profile=""):
+    """List the stacks' containers (docker compose ps)."""
+    project = load(profile)
+    for name in _selected(project, stack):
+        console().print(f"[bold]{name}[/bold]")
+        c.run(f"{_compose_base(name)} ps -a", warn=True)
+
+
+@infra_task(iterable=["stack", "service"], help={
+    "stack": STACK_HELP, "service": "only this service (repeatable)",
+    "follow": "keep following new lines", "tail": "lines to show per container (default: all)"})
+def logs(c, stack=None, service=None, follow=False, tail=-1, profile=""):
+    """Show the stacks' logs."""
+    import shlex
+
+    project = load(profile)
+    names = _selected(project, stack)
+    if service:
+        owners = {s.name: st.name for st in project.catalogue.stacks.values()
+                  for s in st.services}
+        unknown = [s for s in service if s not in owners]
+        if unknown:
+            raise Exit(f"error: unknown service {', '.join(unknown)} (--service); "
+                       f"choose from {', '.join(sorted(owners))}", code=2)
+        names = [n for n in names if n in {owners[s] for s in service}] if not stack else names
+    args = ["logs", "--no-color"] + (["-f"] if follow else []) + (
+        [f"--tail {int(tail)}"] if tail >= 0 else [])
+    for name in names:
+        own = [s for s in service or () if s in {x.name for x in project.catalogue[name].services}]
+        if service and not own:
+            continue
+        c.run(f"{_compose_base(name)} {' '.join(args)} " + " ".join(shlex.quote(s) for s in own),
+              warn=True, pty=follow and sys.stdout.isatty())
+
+
+@infra_task(iterable=["stack"], help={"stack": STACK_HELP})
+def pull(c, stack=None, profile=""):
+    """Pull the stacks' images (through IMAGE_MIRROR when it is set)."""
+    from infra.bringup import session
+
+    project = load(profile)
+    names = _selected(project, stack)
+    for name, prepared in session.prepare_stacks(project, names).items():
+        from infra.bringup.commands import compose
+
+        console().print(f"[bold]{name}[/bold]")
+        result = c.run(compose(prepared.target, "pull"), warn=True)
+        if not result.ok:
+            raise Exit(f"error: pulling the images of {name} failed", code=1)
+
+
+@infra_task(iterable=["stack"], help={"stack": STACK_HELP})
+def status(c, stack=None, profile=""):
+    """A table of every service: stack, state, health, ports, URL."""
+    from rich.table import Table
+
+    from infra.bringup import facts, report
+
+    project = load(profile)
+    names = _selected(project, stack)
+    containers = facts.containers_by_project(facts.read_containers(c))
+    table = Table(title="Stacks")
+    for column in ("stack", "service", "state", "health", "ports", "url"):
+        table.add_column(column)
+    for row in report.status_rows(project.catalogue, names, containers,
+                                  project.config.get("TRAEFIK_HTTPS_PORT", "443")):
+        colour = "green" if row.state == "running" or row.state.startswith("done (0") else "red"
+        table.add_row(row.stack, row.service, f"[{colour}]{row.state}[/{colour}]", row.health,
+                      row.ports, row.url)
+    console().print(table)
+
+
+ROOT_TASKS.extend([up, down, restart, ps, logs, pull, status])
+
+
+@infra_task(iterable=["stack"], help={"stack": STACK_HELP,
+                                      "dry": "only read and report the current owners"})
+def fix(c, stack=None, dry=False, profile=""):
+    """Create the stacks' data folders and fix their owners from inside the engine (P21)."""
+    from infra.bringup import apply
+    from infra.bringup.ownership import ownership_fixes
+
+    project = load(profile)
+    stacks = [project.catalogue[n] for n in _selected(project, stack)]
+    changes = apply.apply_ownership(c, _helper_image(project),
+                                    str(project.config.path("DATA_ROOT")),
+                                    ownership_fixes(stacks), dry=dry)
+    for change in changes:
+        console().print(f"{change.action:13} {change.source} {change.before} {change.after}")
+
+
+volumes = Collection("volumes")
+volumes.add_task(fix)
+COLLECTIONS = [volumes]

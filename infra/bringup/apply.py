@@ -1,0 +1,158 @@
+"""Apply a plan through an invoke/fabric context: every engine call is a ``c.run``."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..catalogue import Stack
+from ..errors import InfraError
+from . import commands as cmd
+from .facts import ContainerFact, parse_compose_ps
+from .ownership import (
+    MOUNT_POINT,
+    OwnershipChange,
+    OwnershipFix,
+    ownership_command,
+    parse_ownership_output,
+)
+from .plan import SKIP, StackStep
+from .probes import http_checks, parse_probe_output, probe_command
+from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
+
+LOG_TAIL = 30
+
+
+def create_networks(c: Any, names: Iterable[str]) -> None:
+    for name in names:
+        result = c.run(cmd.create_network(name), hide=True, warn=True)
+        if not result.ok and "already exists" not in result.stderr:
+            raise InfraError(f"cannot create network {name}: {result.stderr.strip()}")
+
+
+def apply_ownership(c: Any, helper_image: str, data_root: str, fixes: Sequence[OwnershipFix],
+                    dry: bool) -> list[OwnershipChange]:
+    """Create missing data directories and fix their owner/mode from inside the engine."""
+    if not fixes:
+        return []
+    if dry and not c.run(f"test -d {shlex.quote(data_root)}", hide=True, warn=True).ok:
+        # mounting a missing folder would create it: report instead of touching anything
+        return [OwnershipChange(f.source, "would-create", "", f.owner_text) for f in fixes]
+    if not dry:
+        c.run(f"mkdir -p {shlex.quote(data_root)}", hide=True)
+    result = c.run(ownership_command(helper_image, data_root, fixes, dry), hide=True, warn=True)
+    if not result.ok:
+        raise InfraError(f"volume ownership fix failed in a {helper_image} container: "
+                         f"{(result.stderr or result.stdout).strip()[-800:]} (is HELPER_IMAGE "
+                         "pullable, through IMAGE_MIRROR when set?)")
+    return parse_ownership_output(result.stdout)
+
+
+def compose_ps(c: Any, target: cmd.ComposeTarget) -> list[ContainerFact]:
+    result = c.run(cmd.compose(target, "ps", "-a", "--format", "json"), hide=True, warn=True)
+    return parse_compose_ps(result.stdout) if result.ok else []
+
+
+def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackStep,
+                   helper_image: str, timeout: int, log_tail: int = LOG_TAIL) -> StackOutcome:
+    """Bring one stack up and wait until every service is healthy (or a job exited 0)."""
+    if step.action == SKIP:
+        return StackOutcome(stack.name, UNCHANGED, detail=step.reason)
+    begin = time.monotonic()
+    daemons = [s.name for s in stack.services if not s.oneshot]
+    jobs = [s.name for s in stack.services if s.oneshot]
+
+    def remaining() -> int:
+        return max(1, int(timeout - (time.monotonic() - begin)))
+
+    def failed(failures: Sequence[ServiceFailure], detail: str) -> StackOutcome:
+        return StackOutcome(stack.name, FAILED, time.monotonic() - begin, detail,
+                            tuple(failures))
+
+    if daemons:
+        result = c.run(cmd.compose_up(target, daemons, remaining()), hide=True, warn=True)
+        if result.ok and step.recreate:
+            result = c.run(cmd.compose_up(target, step.recreate, remaining(), force_recreate=True,
+                                          no_deps=True), hide=True, warn=True)
+        if not result.ok:
+            return failed(collect_failures(c, stack, target, daemons, log_tail),
+                          _last_lines(result.stderr or result.stdout, 6))
+    checks = http_checks(stack, daemons)
+    if checks:
+        result = c.run(probe_command(helper_image, stack.network, checks, remaining()),
+                       hide=True, warn=True)
+        bad = [r for r in parse_probe_output(result.stdout) if not r.healthy]
+        if bad or not result.ok:
+            failures = [ServiceFailure(r.service, "no answer", r.detail,
+                                       service_logs(c, target, r.service, log_tail))
+                        for r in bad]
+            return failed(failures, "HTTP health probe failed" if bad
+                          else _last_lines(result.stderr, 6))
+    for job in jobs:
+        started = c.run(cmd.compose_start_oneshot(target, [job]), hide=True, warn=True)
+        waited = c.run(cmd.compose_wait(target, job), hide=True, warn=True) if started.ok \
+            else started
+        code = waited.stdout.strip().splitlines()[-1] if waited.ok and waited.stdout.strip() \
+            else ""
+        if not started.ok or not waited.ok or code not in ("0", ""):
+            return failed([ServiceFailure(job, f"exited {code or '?'}",
+                                          _last_lines(waited.stderr, 4),
+                                          service_logs(c, target, job, log_tail))],
+                          f"one-shot job {job} failed")
+    return StackOutcome(stack.name, HEALTHY, time.monotonic() - begin)
+
+
+def collect_failures(c: Any, stack: Stack, target: cmd.ComposeTarget, services: Sequence[str],
+                     log_tail: int = LOG_TAIL) -> list[ServiceFailure]:
+    """Which services did not become healthy, with their health output and last log lines."""
+    facts = {f.service: f for f in compose_ps(c, target)}
+    broken, waiting = [], []
+    for name in services:
+        fact = facts.get(name)
+        if fact is None or fact.state == "created":
+            waiting.append(name)  # never started: a dependency inside the stack failed first
+        elif fact.state != "running" or fact.health in ("unhealthy", "starting"):
+            broken.append(fact)
+    failures = [ServiceFailure(f.service, f.health or f.state,
+                               _inspect_health(c, f.container_id or f.name),
+                               service_logs(c, target, f.service, log_tail)) for f in broken]
+    if not failures:
+        failures = [ServiceFailure(n, "not started") for n in waiting]
+    return failures
+
+
+def service_logs(c: Any, target: cmd.ComposeTarget, service: str, tail: int) -> str:
+    result = c.run(cmd.compose_logs(target, [service], tail=tail), hide=True, warn=True)
+    return (result.stdout or result.stderr).rstrip()
+
+
+def _inspect_health(c: Any, container: str) -> str:
+    result = c.run(cmd.inspect_health(container), hide=True, warn=True)
+    return _last_lines(result.stdout, 8) if result.ok else ""
+
+
+def _last_lines(text: str, count: int) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
+
+
+def down_stack(c: Any, target: cmd.ComposeTarget | None, project: str, remove_volumes: bool
+               ) -> None:
+    base = target.base() if target else f"docker compose -p {shlex.quote(project)}"
+    args = "down --remove-orphans" + (" --volumes" if remove_volumes else "")
+    result = c.run(f"{base} {args}", hide=True, warn=True)
+    if not result.ok:
+        raise InfraError(f"docker compose down failed for {project}: "
+                         f"{_last_lines(result.stderr, 6)}")
+
+
+def remove_data(c: Any, helper_image: str, data_root: str, sources: Sequence[str]) -> None:
+    """Delete data directories from inside the engine (under rootless they belong to subuids)."""
+    if not sources or not c.run(f"test -d {shlex.quote(data_root)}", hide=True, warn=True).ok:
+        return
+    script = "set -e; " + "; ".join(f"rm -rf {shlex.quote(MOUNT_POINT + '/' + s)}"
+                                    for s in sources)
+    c.run(cmd.helper_run(helper_image, script, mounts=[f"{data_root}:{MOUNT_POINT}"]),
+          hide=True)

@@ -1,0 +1,94 @@
+"""Engine command lines, built as plain strings (run by the caller through ``c.run``)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+q = shlex.quote
+MANAGED_LABEL = "io.stackyard.managed=true"
+PS_FORMAT = ("{{.Label \"com.docker.compose.project\"}}\t{{.Label \"com.docker.compose.service\"}}"
+             "\t{{.ID}}\t{{.Names}}\t{{.State}}\t{{.Status}}\t{{.Ports}}")
+
+
+@dataclass(frozen=True)
+class ComposeTarget:
+    """Where a stack's rendered compose file is, and the project name it runs under."""
+
+    project: str
+    directory: Path
+    compose_file: Path
+
+    def base(self) -> str:
+        return (f"docker compose -p {q(self.project)} --project-directory {q(str(self.directory))}"
+                f" -f {q(str(self.compose_file))}")
+
+
+def compose(target: ComposeTarget, *args: str) -> str:
+    return " ".join([target.base(), *args])
+
+
+def compose_up(target: ComposeTarget, services: Sequence[str], wait_timeout: int,
+               force_recreate: bool = False, no_deps: bool = False) -> str:
+    args = ["up", "-d", "--remove-orphans", "--wait", f"--wait-timeout {int(wait_timeout)}"]
+    if force_recreate:
+        args.append("--force-recreate")
+    if no_deps:
+        args.append("--no-deps")
+    return compose(target, *args, *(q(s) for s in services))
+
+
+def compose_start_oneshot(target: ComposeTarget, services: Sequence[str]) -> str:
+    # `--wait` reports a one-shot job that exited 0 as a failure: start it, then `wait` on it.
+    return compose(target, "up", "-d", "--no-deps", *(q(s) for s in services))
+
+
+def compose_wait(target: ComposeTarget, service: str) -> str:
+    """Print the job's exit code once it stops (``docker wait`` also sees exited containers)."""
+    return f"docker wait $({compose(target, 'ps', '-a', '-q', q(service))})"
+
+
+def compose_logs(target: ComposeTarget, services: Sequence[str] = (), tail: int | None = None,
+                 follow: bool = False, timestamps: bool = False) -> str:
+    args = ["logs", "--no-color"]
+    if tail is not None:
+        args.append(f"--tail {int(tail)}")
+    if follow:
+        args.append("-f")
+    if timestamps:
+        args.append("-t")
+    return compose(target, *args, *(q(s) for s in services))
+
+
+def list_networks() -> str:
+    return "docker network ls --format '{{.Name}}'"
+
+
+def create_network(name: str) -> str:
+    return f"docker network create --label {MANAGED_LABEL} {q(name)}"
+
+
+def list_containers() -> str:
+    """Every compose-managed container (one call; callers keep the projects they need)."""
+    return ("docker ps -a --no-trunc --filter label=com.docker.compose.project "
+            f"--format {q(PS_FORMAT)}")
+
+
+def inspect_health(container: str) -> str:
+    return ("docker inspect --format "
+            + q("{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}\n"
+                "{{end}}{{else}}{{.State.Status}} exit {{.State.ExitCode}} {{.State.Error}}{{end}}")
+            + f" {q(container)}")
+
+
+def helper_run(image: str, script: str, network: str = "none",
+               mounts: Sequence[str] = (), name: str = "") -> str:
+    """A one-shot container of the helper image (busybox: sh, wget, chown, stat)."""
+    parts = ["docker run --rm --pull missing", f"--network {q(network)}", "--user 0:0"]
+    if name:
+        parts.append(f"--name {q(name)}")
+    parts += [f"-v {q(m)}" for m in mounts]
+    parts += ["--entrypoint sh", q(image), "-c", q(script)]
+    return " ".join(parts)

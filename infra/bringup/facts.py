@@ -1,0 +1,124 @@
+"""Facts read from the engine and from disk: parsers are pure, the reads go through ``c.run``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import sha256_hex
+from . import commands as cmd
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
+
+@dataclass(frozen=True)
+class ContainerFact:
+    project: str
+    service: str
+    container_id: str
+    name: str
+    state: str  # running | exited | created | restarting | paused | dead
+    health: str  # healthy | unhealthy | starting | "" (no check)
+    exit_code: int
+    ports: str = ""
+
+
+def parse_containers(text: str) -> list[ContainerFact]:
+    """Lines printed by ``commands.list_containers`` (tab separated)."""
+    facts = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 6 or not parts[0]:
+            continue
+        project, service, cid, name, state, status = parts[:6]
+        ports = parts[6] if len(parts) > 6 else ""
+        facts.append(ContainerFact(project, service, cid, name, state, _health(status),
+                                   _exit_code(status), ports))
+    return facts
+
+
+def parse_compose_ps(text: str) -> list[ContainerFact]:
+    """``docker compose ps -a --format json``: one JSON object per line (or one array)."""
+    text = text.strip()
+    if not text:
+        return []
+    items: list[dict[str, Any]]
+    if text.startswith("["):
+        items = json.loads(text)
+    else:
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [ContainerFact(str(i.get("Project", "")), str(i.get("Service", "")),
+                          str(i.get("ID", "")), str(i.get("Name", "")), str(i.get("State", "")),
+                          str(i.get("Health", "")), int(i.get("ExitCode") or 0),
+                          _publishers(i.get("Publishers") or []))
+            for i in items]
+
+
+def _publishers(publishers: Iterable[Mapping[str, Any]]) -> str:
+    seen = []
+    for p in publishers:
+        if p.get("PublishedPort"):
+            text = f"{p.get('URL') or '0.0.0.0'}:{p['PublishedPort']}->{p.get('TargetPort')}"
+            if text not in seen:
+                seen.append(text)
+    return ", ".join(seen)
+
+
+def _health(status: str) -> str:
+    for word in ("unhealthy", "healthy", "health: starting"):
+        if f"({word})" in status:
+            return "starting" if word == "health: starting" else word
+    return ""
+
+
+def _exit_code(status: str) -> int:
+    # "Exited (0) 3 seconds ago"
+    if status.startswith("Exited (") and ")" in status:
+        code = status[len("Exited ("):status.index(")")]
+        return int(code) if code.lstrip("-").isdigit() else 0
+    return 0
+
+
+def containers_by_project(facts: Iterable[ContainerFact]) -> dict[str, list[ContainerFact]]:
+    grouped: dict[str, list[ContainerFact]] = {}
+    for fact in facts:
+        grouped.setdefault(fact.project, []).append(fact)
+    return grouped
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every rendered file of a stack, keyed by path relative to its folder."""
+    digests: dict[str, str] = {}
+    if not directory.is_dir():
+        return digests
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            digests[path.relative_to(directory).as_posix()] = sha256_hex(path.read_bytes())
+    return digests
+
+
+def combined_digest(files: Mapping[str, str]) -> str:
+    return sha256_hex("".join(f"{name}\0{digest}\n" for name, digest in sorted(files.items())))
+
+
+# ---------------------------------------------------------------- reads through the context
+
+
+def read_networks(c: Any) -> set[str]:
+    result = c.run(cmd.list_networks(), hide=True, warn=True)
+    return {line.strip() for line in result.stdout.splitlines() if line.strip()} if result.ok \
+        else set()
+
+
+def read_containers(c: Any) -> list[ContainerFact]:
+    result = c.run(cmd.list_containers(), hide=True, warn=True)
+    if not result.ok:
+        from ..errors import InfraError
+
+        raise InfraError(f"cannot list containers: {result.stderr.strip()} (is the engine "
+                         "running and DOCKER_HOST right? try `docker info`)")
+    return parse_containers(result.stdout)

@@ -1,0 +1,135 @@
+"""Run stacks in dependency order, independent ones in parallel, stopping at the first failure.
+
+A stack starts as soon as every stack it depends on is up (finer than waiting for a whole
+layer). After a failure nothing new starts: stacks that need the failed one are ``blocked``,
+others ``not started``; stacks already running finish and stay up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+HEALTHY, UNCHANGED, FAILED, BLOCKED, NOT_STARTED = (
+    "healthy", "unchanged", "failed", "blocked", "not started")
+WAITING, STARTING = "waiting", "starting"
+OK_STATES = {HEALTHY, UNCHANGED}
+
+
+@dataclass(frozen=True)
+class ServiceFailure:
+    service: str
+    state: str
+    health_output: str = ""
+    logs: str = ""
+
+
+@dataclass(frozen=True)
+class StackOutcome:
+    stack: str
+    status: str
+    elapsed: float = 0.0
+    detail: str = ""
+    failures: tuple[ServiceFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_STATES
+
+
+@dataclass
+class Progress:
+    """Thread-safe per-stack state for a live display."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, stack: str, state: str) -> None:
+        with self.lock:
+            self.states[stack] = state
+            now = time.monotonic()
+            if state == STARTING:
+                self.started[stack] = now
+            elif state not in (WAITING,):
+                self.started.setdefault(stack, now)
+                self.finished[stack] = now
+
+    def snapshot(self) -> list[tuple[str, str, float]]:
+        now = time.monotonic()
+        with self.lock:
+            rows = []
+            for stack, state in self.states.items():
+                begin = self.started.get(stack)
+                end = self.finished.get(stack, now)
+                rows.append((stack, state, (end - begin) if begin is not None else 0.0))
+            return rows
+
+
+def run_in_order(order: Sequence[str], depends_on: Mapping[str, Sequence[str]],
+                 bring_up: Callable[[str], StackOutcome], progress: Progress | None = None,
+                 max_parallel: int = 4) -> dict[str, StackOutcome]:
+    """Call ``bring_up(stack)`` for every stack of ``order`` once its dependencies are OK."""
+    progress = progress or Progress()
+    chosen = set(order)
+    deps = {name: [d for d in depends_on.get(name, ()) if d in chosen] for name in order}
+    for name in order:
+        progress.set(name, WAITING)
+    outcomes: dict[str, StackOutcome] = {}
+    running: dict[Future[StackOutcome], str] = {}
+    stopped = False
+
+    def timed(name: str) -> StackOutcome:
+        begin = time.monotonic()
+        progress.set(name, STARTING)
+        try:
+            outcome = bring_up(name)
+        except Exception as exc:  # report it as this stack's failure, keep the others' outcome
+            outcome = StackOutcome(name, FAILED, detail=f"{type(exc).__name__}: {exc}")
+        if not outcome.elapsed:
+            outcome = StackOutcome(outcome.stack, outcome.status, time.monotonic() - begin,
+                                   outcome.detail, outcome.failures)
+        progress.set(name, outcome.status)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+        while True:
+            if not stopped:
+                for name in order:
+                    if name in outcomes or name in running.values():
+                        continue
+                    if all(d in outcomes and outcomes[d].ok for d in deps[name]):
+                        running[pool.submit(timed, name)] = name
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                outcomes[name] = future.result()
+                if not outcomes[name].ok:
+                    stopped = True
+    failed = {n for n, o in outcomes.items() if not o.ok}
+    for name in order:
+        if name in outcomes:
+            continue
+        blockers = sorted(_transitive(name, deps) & failed)
+        status = BLOCKED if blockers else NOT_STARTED
+        detail = f"needs {', '.join(blockers)}" if blockers else "bring-up stopped"
+        outcomes[name] = StackOutcome(name, status, detail=detail)
+        progress.set(name, status)
+    return {name: outcomes[name] for name in order}
+
+
+def _transitive(name: str, deps: Mapping[str, Sequence[str]]) -> set[str]:
+    seen: set[str] = set()
+    frontier = list(deps.get(name, ()))
+    while frontier:
+        current = frontier.pop()
+        if current not in seen:
+            seen.add(current)
+            frontier.extend(deps.get(current, ()))
+    return seen
