@@ -1,0 +1,493 @@
+"""The monitoring stack: its description and every config file it renders.
+
+Files are rendered by the real renderer (infra.render) with the default configuration and then
+checked by the programs that read them where one exists here: nginx (`nginx -t`, and a live run
+against three stand-in Mimir nodes), promtool (every PromQL query of the dashboard and of the
+Tempo datasource), `docker compose config`. Mimir, Loki, Tempo, Alloy and Grafana themselves
+cannot run here (no images), so their files are checked for the keys the issue asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra import catalogue as cat
+from infra.config import load_config
+from infra.project import PROJECT_ROOT, Project
+from infra.render import RenderedStack, render_stacks
+
+from .conftest import require, require_program
+
+STACK = "monitoring"
+
+
+def project_with(names: list[str], env_dir: Path, build_dir: Path) -> Project:
+    """The project reduced to ``names`` and what they depend on, with default settings."""
+    raw_all = cat.load_raw(cat.stacks_dir(PROJECT_ROOT))
+    wanted: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending += raw_all[name].get("depends_on") or []
+    raw = {name: doc for name, doc in raw_all.items() if name in wanted}
+    config = load_config(PROJECT_ROOT, None, {"BUILD_DIR": str(build_dir)},
+                         cat.secret_specs(raw), env_dir=env_dir)
+    return Project(config, cat.resolve(raw, config.public))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("monitoring")
+    (root / "env").mkdir()
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", root / "env" / "defaults.env")
+    return project_with([STACK], root / "env", root / "build")
+
+
+@pytest.fixture(scope="module")
+def rendered(project: Project) -> RenderedStack:
+    return render_stacks(project, [STACK])[STACK]
+
+
+def text(rendered: RenderedStack, relative: str) -> str:
+    return rendered.files[relative]
+
+
+def load(rendered: RenderedStack, relative: str) -> dict:
+    return yaml.safe_load(rendered.files[relative])
+
+
+# ---------------------------------------------------------------- the description
+
+
+@pytest.mark.unit
+def test_services_and_networks(project: Project) -> None:
+    stack = project.catalogue[STACK]
+    names = {s.name for s in stack.services}
+    assert names == {"mimir-1", "mimir-2", "mimir-3", "mimir-lb", "grafana", "loki", "tempo",
+                     "alloy", "cadvisor", "dozzle"}
+    assert stack.network == "monitoring_default"
+    assert set(stack.depends_on) == {"traefik", "minio"}
+    s3_users = {s.name for s in stack.services if "storage_default" in s.networks}
+    assert s3_users == {"mimir-1", "mimir-2", "mimir-3", "loki", "tempo"}
+
+
+@pytest.mark.unit
+def test_volume_owners_are_declared_not_init_containers(project: Project) -> None:
+    stack = project.catalogue[STACK]
+    owners = {(s.name, v.target): v.owner for s, v in cat.data_volumes(stack)}
+    assert owners[("loki", "/loki")] == (10001, 10001)
+    assert owners[("tempo", "/var/tempo")] == (10001, 10001)
+    assert owners[("grafana", "/var/lib/grafana")] == (472, 0)
+    for node in ("mimir-1", "mimir-2", "mimir-3"):
+        assert owners[(node, "/data")] == (0, 0)
+    assert not [s.name for s in stack.services if "init" in s.name or s.oneshot]
+
+
+@pytest.mark.unit
+def test_every_service_has_a_health_check(project: Project) -> None:
+    for service in project.catalogue[STACK].services:
+        assert service.health, service.name
+        assert service.health.command or service.health.http, service.name
+    by_name = {s.name: s for s in project.catalogue[STACK].services}
+    # images without a shell or HTTP client are probed from outside
+    for name, port, path in [("mimir-1", 8080, "/ready"), ("tempo", 3200, "/ready"),
+                             ("alloy", 12345, "/-/ready")]:
+        probe = by_name[name].health.http  # type: ignore[union-attr]
+        assert (probe.port, probe.path) == (port, path), name
+    assert by_name["loki"].health.command == ("CMD", "/usr/bin/loki", "-health")  # type: ignore
+    assert by_name["dozzle"].health.command == ("CMD", "/dozzle", "healthcheck")  # type: ignore
+
+
+@pytest.mark.unit
+def test_routes_are_behind_sso(project: Project) -> None:
+    routes = {r.host: (s.name, r) for s, r in project.catalogue[STACK].routes}
+    assert set(routes) == {"grafana.localhost", "dozzle.localhost", "alloy.localhost"}
+    assert all(r.auth == "sso" for _, r in routes.values())
+
+
+@pytest.mark.unit
+def test_published_ports_follow_the_settings(project: Project) -> None:
+    config = project.config
+    published = {(s.name, p.target): p.published
+                 for s in project.catalogue[STACK].services for p in s.ports}
+    assert published == {
+        ("grafana", 3000): int(config["GRAFANA_PORT"]),
+        ("mimir-lb", 9009): int(config["MIMIR_PORT"]),
+        ("loki", 3100): int(config["LOKI_PORT"]),
+        ("tempo", 3200): int(config["TEMPO_PORT"]),
+        ("tempo", 4317): int(config["TEMPO_OTLP_GRPC_PORT"]),
+        ("tempo", 4318): int(config["TEMPO_OTLP_HTTP_PORT"]),
+        ("alloy", 12345): int(config["ALLOY_PORT"]),
+    }
+
+
+@pytest.mark.unit
+def test_secrets_reach_containers_only_through_secret_env(project: Project) -> None:
+    stack = project.catalogue[STACK]
+    assert [s.key for s in stack.secrets] == ["GRAFANA_ADMIN_PASSWORD"]  # S3 key: minio's
+    by_name = {s.name: s for s in stack.services}
+    assert by_name["grafana"].secret_env == {"GF_SECURITY_ADMIN_PASSWORD":
+                                             "GRAFANA_ADMIN_PASSWORD"}
+    for name in ("mimir-1", "mimir-2", "mimir-3", "loki", "tempo"):
+        assert by_name[name].secret_env == {"S3_SECRET_KEY": "MINIO_SERVICE_PASSWORD"}, name
+        assert "-config.expand-env=true" in (by_name[name].command or ()), name
+
+
+# ---------------------------------------------------------------- rendered files
+
+
+@pytest.mark.tools
+def test_every_mounted_config_file_is_rendered(project: Project,
+                                               rendered: RenderedStack) -> None:
+    for service in project.catalogue[STACK].services:
+        for volume in service.volumes:
+            if volume.kind == "config":
+                assert volume.source in rendered.files, (service.name, volume.source)
+
+
+@pytest.mark.tools
+def test_every_yaml_and_json_file_parses(rendered: RenderedStack) -> None:
+    checked = 0
+    for relative, content in rendered.files.items():
+        if relative.endswith((".yaml", ".yml")):
+            assert isinstance(yaml.safe_load(content), dict), relative
+            checked += 1
+        elif relative.endswith(".json"):
+            assert isinstance(json.loads(content), dict), relative
+            checked += 1
+    assert checked >= 7
+
+
+@pytest.mark.tools
+def test_no_secret_value_in_any_rendered_file(project: Project,
+                                              rendered: RenderedStack) -> None:
+    secrets = project.config.secrets
+    assert secrets["GRAFANA_ADMIN_PASSWORD"] and secrets["MINIO_SERVICE_PASSWORD"]
+    for relative, content in rendered.files.items():
+        if rendered.is_secret(relative):
+            continue
+        for key, value in secrets.items():
+            assert value not in content, f"{key} leaks into {relative}"
+    grafana_env = rendered.directory / "secrets" / "grafana.env"
+    assert secrets["GRAFANA_ADMIN_PASSWORD"] in grafana_env.read_text()
+    assert grafana_env.stat().st_mode & 0o777 == 0o600
+    loki_env = (rendered.directory / "secrets" / "loki.env").read_text()
+    assert re.search(rf"^S3_SECRET_KEY=['\"]?{secrets['MINIO_SERVICE_PASSWORD']}", loki_env,
+                     re.M)
+
+
+@pytest.mark.tools
+def test_mimir_config(rendered: RenderedStack, project: Project) -> None:
+    config = load(rendered, "mimir/config.yaml")
+    assert config["target"].split(",")[0] == "all"
+    assert config["multitenancy_enabled"] is True
+    s3 = config["common"]["storage"]
+    assert s3["backend"] == "s3"
+    assert s3["s3"]["endpoint"] == "minio:9000"
+    assert s3["s3"]["bucket_name"] == "mimir"
+    assert s3["s3"]["access_key_id"] == project.config["MINIO_SERVICE_USER"]
+    assert s3["s3"]["secret_access_key"] == "${S3_SECRET_KEY}"
+    assert config["blocks_storage"]["storage_prefix"] == "blocks"
+    assert config["memberlist"]["join_members"] == [f"mimir-{n}:7946" for n in (1, 2, 3)]
+    assert config["ingester"]["ring"]["replication_factor"] == 3
+    assert config["limits"]["compactor_blocks_retention_period"] == "336h"
+    assert config["ruler"]["rule_path"].startswith("/data/")
+    assert config["alertmanager"]["data_dir"].startswith("/data/")
+    assert config["blocks_storage"]["tsdb"]["dir"].startswith("/data/")
+
+
+@pytest.mark.tools
+def test_loki_config(rendered: RenderedStack) -> None:
+    config = load(rendered, "loki/loki-config.yaml")
+    schema = config["schema_config"]["configs"][0]
+    assert (schema["store"], schema["schema"], schema["object_store"]) == ("tsdb", "v13", "s3")
+    assert schema["index"]["period"] == "24h"
+    assert config["compactor"]["retention_enabled"] is True
+    assert config["compactor"]["delete_request_store"] == "s3"
+    limits = config["limits_config"]
+    assert limits["retention_period"] == "168h"
+    assert (limits["ingestion_rate_mb"], limits["ingestion_burst_size_mb"]) == (4, 6)
+    s3 = config["common"]["storage"]["s3"]
+    assert (s3["endpoint"], s3["bucketnames"]) == ("minio:9000", "loki")
+    assert s3["secret_access_key"] == "${S3_SECRET_KEY}"
+    # everything Loki writes locally lives in its owned volume
+    assert config["common"]["path_prefix"] == "/loki"
+    assert config["compactor"]["working_directory"].startswith("/loki/")
+
+
+@pytest.mark.tools
+def test_tempo_config(rendered: RenderedStack, project: Project) -> None:
+    config = load(rendered, "tempo/tempo.yaml")
+    protocols = config["distributor"]["receivers"]["otlp"]["protocols"]
+    assert protocols["grpc"]["endpoint"] == "0.0.0.0:4317"
+    assert protocols["http"]["endpoint"] == "0.0.0.0:4318"
+    assert config["server"]["http_listen_port"] == 3200
+    s3 = config["storage"]["trace"]["s3"]
+    assert (s3["endpoint"], s3["bucket"], s3["secret_key"]) == ("minio:9000", "tempo",
+                                                                "${S3_SECRET_KEY}")
+    write = config["metrics_generator"]["storage"]["remote_write"][0]
+    assert write["url"] == "http://mimir-lb:9009/api/v1/push"
+    assert write["headers"] == {"X-Scope-OrgID": project.config["MIMIR_TENANT"]}
+
+
+ALLOY_BLOCK = re.compile(r'^([a-z_][\w.]*) "([\w-]+)" \{', re.M)
+ALLOY_REFERENCE = re.compile(r"\b((?:discovery|loki|prometheus|otelcol)\.[\w.]+?)\.([\w-]+)"
+                             r"\.(targets|rules|receiver|input)\b")
+
+
+@pytest.mark.tools
+def test_alloy_pipelines(rendered: RenderedStack, project: Project) -> None:
+    source = text(rendered, "alloy/config.alloy")
+    code = re.sub(r"(^|\s)//.*", r"\1", source)  # comments, not URLs
+    assert code.count("{") == code.count("}")
+    defined = set(ALLOY_BLOCK.findall(code))
+    # every component a pipeline forwards to or reads from is defined
+    for kind, label, _ in ALLOY_REFERENCE.findall(code):
+        assert (kind, label) in defined, f"{kind}.{label} is referenced but not defined"
+    kinds = {kind for kind, _ in defined}
+    assert {"discovery.docker", "loki.source.docker", "loki.write"} <= kinds  # logs
+    assert {"prometheus.scrape", "prometheus.remote_write"} <= kinds  # metrics
+    assert {"otelcol.receiver.otlp", "otelcol.exporter.otlp"} <= kinds  # traces
+    tenant = project.config["MIMIR_TENANT"]
+    assert f'"X-Scope-OrgID" = "{tenant}"' in code
+    assert '"http://mimir-lb:9009/api/v1/push"' in code
+    assert '"http://loki:3100/loki/api/v1/push"' in code
+    assert '"tempo:4317"' in code
+    assert '"cadvisor:8080"' in code
+
+
+@pytest.mark.tools
+def test_alloy_listens_on_all_addresses(project: Project) -> None:
+    alloy = project.catalogue[STACK].service("alloy")
+    assert "--server.http.listen-addr=0.0.0.0:12345" in (alloy.command or ())
+
+
+def dollar_runs(content: str) -> set[int]:
+    return {len(run) for run in re.findall(r"\$+", content)}
+
+
+@pytest.mark.tools
+def test_grafana_datasources(rendered: RenderedStack, project: Project) -> None:
+    content = text(rendered, "grafana/provisioning/datasources/datasources.yaml")
+    # Grafana expands $NAME in provisioning files: every literal dollar must be doubled
+    assert dollar_runs(content) <= {2}
+    sources = {d["uid"]: d for d in yaml.safe_load(content)["datasources"]}
+    assert [uid for uid, d in sources.items() if d.get("isDefault")] == ["mimir"]
+    mimir = sources["mimir"]
+    assert mimir["url"] == "http://mimir-lb:9009/prometheus"
+    assert mimir["jsonData"]["httpHeaderName1"] == "X-Scope-OrgID"
+    assert mimir["secureJsonData"]["httpHeaderValue1"] == project.config["MIMIR_TENANT"]
+    assert sources["loki"]["url"] == "http://loki:3100"
+    tempo = sources["tempo"]
+    assert tempo["url"] == "http://tempo:3200"
+    assert tempo["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
+    assert tempo["jsonData"]["tracesToMetrics"]["datasourceUid"] == "mimir"
+
+
+@pytest.mark.tools
+def test_grafana_dashboard_provisioning(project: Project, rendered: RenderedStack) -> None:
+    providers = load(rendered, "grafana/provisioning/dashboards/dashboards.yaml")["providers"]
+    folder = providers[0]["options"]["path"]
+    grafana = project.catalogue[STACK].service("grafana")
+    mounted = {v.target for v in grafana.volumes if v.kind == "config"}
+    dashboards = [t for t in mounted if t.startswith(folder + "/") and t.endswith(".json")]
+    assert dashboards, f"no dashboard mounted under {folder}"
+    env = grafana.environment
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_SECURITY_ADMIN_USER"] == project.config["GRAFANA_ADMIN_USER"]
+
+
+def dashboard_queries(rendered: RenderedStack) -> dict[str, str]:
+    board = json.loads(text(rendered, "grafana/dashboards/docker-registry.json"))
+    return {f"{p['title']}/{t['refId']}": t["expr"] for p in board["panels"]
+            for t in p["targets"] if p["datasource"]["type"] == "prometheus"}
+
+
+@pytest.mark.tools
+def test_dashboard_has_the_seed_panels(rendered: RenderedStack) -> None:
+    board = json.loads(text(rendered, "grafana/dashboards/docker-registry.json"))
+    assert board["title"] == "Docker Registry"
+    exprs = " ".join(dashboard_queries(rendered).values())
+    for metric in ("zot_http_requests_total", "zot_http_method_latency_seconds_bucket",
+                   "zot_storage_cache_hits_total", "container_cpu_usage_seconds_total",
+                   "container_memory_usage_bytes"):
+        assert metric in exprs, metric
+    assert "histogram_quantile(0.99" in exprs
+    datasources = {p["datasource"]["uid"] for p in board["panels"]}
+    assert datasources <= {"mimir", "loki"}
+
+
+@pytest.mark.tools
+def test_every_promql_query_parses(rendered: RenderedStack, tmp_path: Path) -> None:
+    """promtool checks each query as a recording rule, after Grafana's variables are filled."""
+    promtool = require_program("promtool")
+    queries = dashboard_queries(rendered)
+    sources = yaml.safe_load(text(rendered, "grafana/provisioning/datasources/datasources.yaml"))
+    tempo = next(d for d in sources["datasources"] if d["uid"] == "tempo")
+    for query in tempo["jsonData"]["tracesToMetrics"]["queries"]:
+        # Grafana turns $$ into $, then replaces $__tags with the span's label matchers
+        queries[query["name"]] = query["query"].replace("$$", "$")
+    fill = {"$__rate_interval": "5m", "$__tags": 'service="checkout"', "$registry": "zot"}
+    rules = []
+    for index, expr in enumerate(queries.values()):
+        for variable, value in fill.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, expr
+        rules.append({"record": f"check:query_{index}", "expr": expr})
+    path = tmp_path / "queries.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(rules)} rules found" in result.stdout
+
+
+# ---------------------------------------------------------------- the Mimir balancer (nginx)
+
+
+def can_unshare() -> bool:
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+@pytest.mark.tools
+def test_mimir_balancer_passes_nginx_t(rendered: RenderedStack, tmp_path: Path) -> None:
+    """`nginx -t` on the unmodified file; mimir-1..3 resolve through a private /etc/hosts.
+
+    nginx resolves upstream names while checking, so the check runs in a mount namespace
+    (`unshare --mount`) where /etc/hosts is bind-mounted from the test's folder.
+    """
+    nginx = require_program("nginx")
+    require(can_unshare(), "root and unshare (mount namespace for a private /etc/hosts)")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost mimir-1 mimir-2 mimir-3\n")
+    conf = rendered.directory / "mimir-lb" / "nginx.conf"
+    script = f'mount --bind "{hosts}" /etc/hosts && exec "{nginx}" -t -c "{conf}"'
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+    # and without the names nginx refuses it: the check above really resolved them
+    plain = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True,
+                           timeout=60)
+    assert plain.returncode != 0 and "host not found" in plain.stderr
+
+
+BALANCER_CHECK = r'''
+import http.server, json, subprocess, sys, threading, time, urllib.request
+
+class Node(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/ready" and self.server.name in DOWN:
+            self.send_response(503); self.end_headers(); return
+        body = json.dumps({"node": self.server.name, "path": self.path,
+                           "tenant": self.headers.get("X-Scope-OrgID")}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+DOWN = set()
+servers = []
+for n in (1, 2, 3):
+    server = http.server.ThreadingHTTPServer((f"127.0.0.{n + 1}", 8080), Node)
+    server.name = f"mimir-{n}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.append(server)
+nginx = subprocess.Popen([sys.argv[1], "-c", sys.argv[2], "-g", "daemon off;"])
+
+def get(path, tenant=None):
+    request = urllib.request.Request("http://127.0.0.1:9009" + path)
+    if tenant:
+        request.add_header("X-Scope-OrgID", tenant)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+try:
+    for _ in range(100):
+        try:
+            get("/ready"); break
+        except OSError:
+            time.sleep(0.05)
+    report = {"queries": [get("/prometheus/api/v1/query", "7") for _ in range(6)]}
+    DOWN.update({"mimir-1", "mimir-2"})
+    report["ready_one_up"] = [get("/ready")[0] for _ in range(6)]
+    DOWN.add("mimir-3")
+    report["ready_none_up"] = get("/ready")[0]
+    print(json.dumps(report))
+finally:
+    nginx.terminate(); nginx.wait(10)
+'''
+
+
+@pytest.mark.tools
+def test_mimir_balancer_round_robins_and_needs_one_ready_node(rendered: RenderedStack,
+                                                              tmp_path: Path) -> None:
+    """The rendered nginx.conf, run for real in private mount/net/pid namespaces.
+
+    mimir-1..3 are three tiny HTTP servers on 127.0.0.2-4:8080; the pid namespace ends every
+    process the test started when it returns.
+    """
+    nginx = require_program("nginx")
+    require(can_unshare(), "root and unshare (private network namespace)")
+    private = tmp_path / "private"
+    private.mkdir()
+    hosts = private / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.2 mimir-1\n127.0.0.3 mimir-2\n"
+                     "127.0.0.4 mimir-3\n")
+    (private / "check.py").write_text(BALANCER_CHECK)
+    conf = rendered.directory / "mimir-lb" / "nginx.conf"
+    shutil.copy(conf, private / "nginx.conf")
+    # The config keeps its pid and temp files in /tmp: give it a private /tmp.
+    script = (f'mount --bind "{private}" /tmp && mount --bind /tmp/hosts /etc/hosts && '
+              f'ip link set lo up && exec "{sys.executable}" /tmp/check.py "{nginx}" '
+              f'/tmp/nginx.conf')
+    result = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "sh", "-c",
+                             script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    statuses = {status for status, _ in report["queries"]}
+    nodes = [body["node"] for _, body in report["queries"]]
+    assert statuses == {200}
+    assert set(nodes) == {"mimir-1", "mimir-2", "mimir-3"}, nodes  # round robin
+    assert {body["tenant"] for _, body in report["queries"]} == {"7"}  # header passes through
+    assert {body["path"] for _, body in report["queries"]} == {"/prometheus/api/v1/query"}
+    assert report["ready_one_up"] == [200] * 6  # a 503 from a node is retried on the next
+    assert report["ready_none_up"] >= 500
+
+
+# ---------------------------------------------------------------- compose
+
+
+@pytest.mark.tools
+def test_compose_file_is_valid(rendered: RenderedStack) -> None:
+    require_program("docker")
+    version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                             timeout=30)
+    require(version.returncode == 0, "docker compose v2")
+    result = subprocess.run(["docker", "compose", "-f", str(rendered.compose_file), "config",
+                             "--format", "json"], capture_output=True, text=True, timeout=60,
+                            cwd=rendered.directory)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["cadvisor"]["privileged"] is True  # the documented exception, only there
+    assert [n for n, s in services.items() if s.get("privileged")] == ["cadvisor"]
+    # config files are mounted from the rendered folder, read-only
+    grafana_mounts = {m["target"]: m for m in services["grafana"]["volumes"]}
+    source = grafana_mounts["/etc/grafana/dashboards/docker-registry.json"]
+    assert source["read_only"] is True
+    assert Path(source["source"]).is_file()
