@@ -30,8 +30,9 @@ from .conftest import require, require_program
 STACK = "monitoring"
 
 
-def project_with(names: list[str], env_dir: Path, build_dir: Path) -> Project:
-    """The project reduced to ``names`` and what they depend on, with default settings."""
+def project_with(names: list[str], env_dir: Path, build_dir: Path, profile: str = ""
+                 ) -> Project:
+    """The project reduced to ``names`` and what they depend on (default settings, or a profile)."""
     raw_all = cat.load_raw(cat.stacks_dir(PROJECT_ROOT))
     wanted: set[str] = set()
     pending = list(names)
@@ -41,7 +42,7 @@ def project_with(names: list[str], env_dir: Path, build_dir: Path) -> Project:
             wanted.add(name)
             pending += raw_all[name].get("depends_on") or []
     raw = {name: doc for name, doc in raw_all.items() if name in wanted}
-    config = load_config(PROJECT_ROOT, None, {"BUILD_DIR": str(build_dir)},
+    config = load_config(PROJECT_ROOT, profile, {"BUILD_DIR": str(build_dir)},
                          cat.secret_specs(raw), env_dir=env_dir)
     return Project(config, cat.resolve(raw, config.public))
 
@@ -265,6 +266,25 @@ def test_alloy_pipelines(rendered: RenderedStack, project: Project) -> None:
     assert '"http://loki:3100/loki/api/v1/push"' in code
     assert '"tempo:4317"' in code
     assert '"cadvisor:8080"' in code
+    assert '"zot:5000"' in code and "tls_config" not in code  # ZOT_TLS_ENABLED=false
+    assert "registry_default" in project.catalogue[STACK].service("alloy").networks
+
+
+@pytest.mark.tools
+def test_alloy_scrapes_the_registry_over_tls_when_zot_serves_tls(tmp_path: Path) -> None:
+    (tmp_path / "env").mkdir()
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", tmp_path / "env" / "defaults.env")
+    (tmp_path / "env" / "tls.env").write_text("ZOT_TLS_ENABLED=true\n")
+    tls_project = project_with([STACK], tmp_path / "env", tmp_path / "build", "tls")
+    files = render_stacks(tls_project, [STACK], write=False)[STACK].files
+    code = files["alloy/config.alloy"]
+    assert 'scheme          = "https"' in code
+    assert 'server_name = "registry"' in code  # the name the registry certificate carries
+    alloy = tls_project.catalogue[STACK].service("alloy")
+    mounted = {v.target for v in alloy.volumes}
+    for name in ("ca.pem", "registry-client.pem", "registry-client-key.pem"):
+        assert f"/etc/alloy/certs/{name}" in mounted
+        assert f'"/etc/alloy/certs/{name}"' in code
 
 
 @pytest.mark.tools
