@@ -94,10 +94,10 @@ def render(document: Mapping[str, Any]) -> str:
 
 
 def diff(old: str | None, new: str, path: str) -> str:
-    return "".join(difflib.unified_diff((old or "").splitlines(keepends=True),
-                                        new.splitlines(keepends=True),
-                                        fromfile=path if old is not None else "/dev/null",
-                                        tofile=path))
+    lines = difflib.unified_diff((old or "").splitlines(), new.splitlines(),
+                                 fromfile=path if old is not None else "/dev/null", tofile=path,
+                                 lineterm="")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

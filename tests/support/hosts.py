@@ -1,0 +1,188 @@
+"""Several SSH-reachable "hosts" on this machine: network namespaces on one bridge, each with
+its own sshd (own config, host key, authorized_keys) and, optionally, its own dockerd.
+
+    with network_hosts(2, tmp_path) as lab:
+        conn = lab.connection(lab.hosts[0])          # a fabric Connection as root
+        conn.run("hostname -I")
+
+Only addresses inside the namespaces made here are used (10.77.N.0/24 by default). Everything
+started is stopped by process id, and the namespaces, links and firewall rules are removed.
+The filesystem is shared by all hosts (see ENVIRONMENT.md): give each host its own paths.
+Needs root, iproute2, nsenter, sshd, ssh-keygen (and dockerd when ``dockerd=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SSHD = "/usr/sbin/sshd"
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=60)
+
+
+@dataclass
+class Host:
+    name: str
+    address: str
+    directory: Path
+    sshd: subprocess.Popen[bytes] | None = None
+    dockerd: subprocess.Popen[bytes] | None = None
+    docker_socket: str = ""
+
+    @property
+    def netns_path(self) -> str:
+        return f"/var/run/netns/{self.name}"
+
+
+@dataclass
+class Lab:
+    hosts: list[Host]
+    key_file: Path
+    bridge: str
+    gateway: str
+    firewall_rules: list[list[str]] = field(default_factory=list)
+
+    def connection(self, host: Host, user: str = "root") -> Any:
+        from fabric import Connection
+
+        conn = Connection(host.address, user=user, connect_timeout=10,
+                          connect_kwargs={"key_filename": str(self.key_file),
+                                          "look_for_keys": False, "allow_agent": False})
+        # Fresh host keys every run: never trust (or trip over) ~/.ssh/known_hosts entries.
+        conn.client._system_host_keys.clear()
+        return conn
+
+
+def available() -> str:
+    """Empty when hosts can be built here, else what is missing."""
+    if os.geteuid() != 0:
+        return "root"
+    for program in ("ip", "nsenter", "ssh-keygen", SSHD):
+        if not shutil.which(program):
+            return program
+    return ""
+
+
+def _wait_port(address: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {address}:{port} after {timeout}s")
+
+
+def _sshd_config(host: Host, authorized: Path) -> str:
+    lines = [
+        f"ListenAddress {host.address}", "Port 22",
+        f"HostKey {host.directory / 'ssh_host_ed25519_key'}",
+        f"PidFile {host.directory / 'sshd.pid'}",
+        f"AuthorizedKeysFile {authorized}",
+        "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+        "Subsystem sftp internal-sftp", "PrintMotd no",
+    ]
+    if host.docker_socket:
+        lines.append(f"SetEnv DOCKER_HOST=unix://{host.docker_socket}")
+    return "\n".join(lines) + "\n"
+
+
+def _start_dockerd(host: Host) -> None:
+    config = host.directory / "daemon.json"
+    config.write_text(json.dumps({}))
+    log = (host.directory / "dockerd.log").open("wb")
+    host.dockerd = subprocess.Popen(  # nsenter, not `ip netns exec`: that remounts /sys
+        ["nsenter", f"--net={host.netns_path}", "dockerd",
+         "--data-root", str(host.directory / "docker"), "--exec-root", f"/run/{host.name}-exec",
+         "--pidfile", f"/run/{host.name}-docker.pid", "-H", f"unix://{host.docker_socket}",
+         "--config-file", str(config)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if host.dockerd.poll() is not None:
+            raise RuntimeError(f"dockerd for {host.name} exited; see {log.name}")
+        if sh("docker", "-H", f"unix://{host.docker_socket}", "version", check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"dockerd for {host.name} did not answer")
+
+
+def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@contextlib.contextmanager
+def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "10.77.0",
+                  dockerd: bool = False) -> Iterator[Lab]:
+    """``count`` hosts named <prefix>h1.. at <subnet>.2.. on bridge <prefix>br (<subnet>.1)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = workdir / "id_ed25519"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    authorized = workdir / "authorized_keys"
+    authorized.write_text(key.with_suffix(".pub").read_text())
+    bridge = f"{prefix}br"
+    lab = Lab([], key, bridge, f"{subnet}.1")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+    try:
+        sh("ip", "link", "add", bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{subnet}.1/24", "dev", bridge)
+        sh("ip", "link", "set", bridge, "up")
+        if shutil.which("iptables"):  # the engine's FORWARD policy drops bridged traffic
+            rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+            if sh("iptables", "-I", *rule, check=False).returncode == 0:
+                lab.firewall_rules.append(rule)
+        for index in range(1, count + 1):
+            host = Host(f"{prefix}h{index}", f"{subnet}.{index + 1}", workdir / f"h{index}")
+            host.directory.mkdir(exist_ok=True)
+            lab.hosts.append(host)
+            veth = f"{prefix}v{index}"
+            sh("ip", "netns", "add", host.name)
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+               "netns", host.name)
+            sh("ip", "link", "set", veth, "master", bridge, "up")
+            for command in (f"ip addr add {host.address}/24 dev eth0", "ip link set eth0 up",
+                            "ip link set lo up", f"ip route add default via {subnet}.1"):
+                sh("ip", "netns", "exec", host.name, *command.split())
+            if dockerd:
+                host.docker_socket = f"/run/{host.name}-docker.sock"
+                _start_dockerd(host)
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+               str(host.directory / "ssh_host_ed25519_key"))
+            config = host.directory / "sshd_config"
+            config.write_text(_sshd_config(host, authorized))
+            host.sshd = subprocess.Popen(
+                ["nsenter", f"--net={host.netns_path}", SSHD, "-D", "-e", "-f", str(config)],
+                stdout=subprocess.DEVNULL, stderr=(host.directory / "sshd.log").open("wb"),
+                start_new_session=True)
+            _wait_port(host.address, 22, 10, host.sshd)
+        yield lab
+    finally:
+        for host in lab.hosts:
+            _stop(host.sshd)
+            _stop(host.dockerd, timeout=30)
+            sh("ip", "netns", "del", host.name, check=False)
+        for rule in lab.firewall_rules:
+            sh("iptables", "-D", *rule, check=False)
+        sh("ip", "link", "del", bridge, check=False)

@@ -1,0 +1,205 @@
+"""docker.daemon-json: merge rules as data, then against a real engine of the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from invoke import Context, Exit
+
+from infra.errors import ConfigError
+from infra.host import daemon_json as dj
+from infra.host.actions import Run
+from tests.conftest import require, require_program
+
+SEED_VALUES = {"DOCKER_REGISTRY_MIRROR_URL": "http://localhost:5000",
+               "DOCKER_DATA_ROOT": "~/.config/containers/storage"}
+
+
+@pytest.mark.unit
+def test_desired_settings_follow_the_seed() -> None:
+    settings = dj.desired_settings(SEED_VALUES, home="/home/madmin")
+    assert settings == {
+        "data-root": "/home/madmin/.config/containers/storage",
+        "builder": {"gc": {"defaultKeepStorage": "20GB", "enabled": True}},
+        "experimental": False,
+        "log-driver": "json-file",
+        "log-opts": {"max-size": "10m", "max-file": "3", "compress": "true"},
+        "features": {"buildkit": True},
+        "registry-mirrors": ["http://localhost:5000"],
+        "insecure-registries": ["localhost:5000"],
+    }
+
+
+@pytest.mark.unit
+def test_tls_registry_is_not_insecure_and_bad_values_are_refused() -> None:
+    settings = dj.desired_settings({"DOCKER_REGISTRY_MIRROR_URL": "https://zot.example.org/"})
+    assert settings["registry-mirrors"] == ["https://zot.example.org"]
+    assert "insecure-registries" not in settings
+    assert "registry-mirrors" not in dj.desired_settings({})
+    with pytest.raises(ConfigError, match="DOCKER_REGISTRY_MIRROR_URL"):
+        dj.desired_settings({"DOCKER_REGISTRY_MIRROR_URL": "localhost:5000"})
+    with pytest.raises(ConfigError, match="DOCKER_DATA_ROOT"):
+        dj.desired_settings({"DOCKER_DATA_ROOT": "relative/dir"})
+
+
+@pytest.mark.unit
+def test_merge_keeps_unrelated_keys_and_extends_lists() -> None:
+    existing = {"debug": True, "log-opts": {"labels": "x", "max-size": "1m"},
+                "registry-mirrors": ["https://other"]}
+    merged = dj.merge(existing, {"log-opts": {"max-size": "10m"},
+                                 "registry-mirrors": ["http://localhost:5000"]})
+    assert merged == {"debug": True, "log-opts": {"labels": "x", "max-size": "10m"},
+                      "registry-mirrors": ["https://other", "http://localhost:5000"]}
+    assert dj.merge(merged, {"registry-mirrors": ["http://localhost:5000"]}) == merged
+
+
+def facts(text: str | None, systemd_fd: bool = False) -> dj.DaemonJsonFacts:
+    return dj.DaemonJsonFacts("/etc/docker/daemon.json", text, systemd_fd)
+
+
+@pytest.mark.unit
+def test_plan_backs_up_writes_and_restarts_only_on_change() -> None:
+    desired = dj.desired_settings(SEED_VALUES, "/root")
+    restart = [Run("systemctl restart docker", True)]
+    plan, diff = dj.plan_daemon_json(facts('{\n  "debug": true\n}'), desired, "20250101-000000",
+                                     restart, sudo=True)
+    assert plan.commands() == [
+        "sudo cp -p /etc/docker/daemon.json /etc/docker/daemon.json.bak-20250101-000000",
+        "sudo write /etc/docker/daemon.json (mode 0644)", "sudo systemctl restart docker"]
+    assert '\n+  "registry-mirrors": [\n' in diff and '\n-  "debug": true\n' in diff
+    merged = dj.render(dj.merge({"debug": True}, desired))
+    again, no_diff = dj.plan_daemon_json(facts(merged), desired, "x", restart, sudo=True)
+    assert again.empty and no_diff == ""
+    fresh, _ = dj.plan_daemon_json(facts(None), desired, "x", None, sudo=True)
+    assert fresh.commands() == ["sudo write /etc/docker/daemon.json (mode 0644)"]
+    assert any("restart it yourself" in n for n in fresh.notes)
+
+
+@pytest.mark.unit
+def test_plan_refuses_corrupt_file_and_conflicting_hosts() -> None:
+    with pytest.raises(ConfigError, match=r"not valid JSON.*\n.*left untouched") as err:
+        dj.plan_daemon_json(facts('{"debug": true,'), {}, "x", None, sudo=True)
+    assert err.value.problems[0].line == 1
+    with pytest.raises(ConfigError, match="JSON object"):
+        dj.plan_daemon_json(facts("[]"), {}, "x", None, sudo=True)
+    with pytest.raises(ConfigError, match="-H fd://"):
+        dj.plan_daemon_json(facts('{"hosts": ["unix:///x.sock"]}', systemd_fd=True), {}, "x",
+                            None, sudo=True)
+    plan, _ = dj.plan_daemon_json(facts('{"hosts": ["unix:///x.sock"]}'), {"debug": True}, "x",
+                                  None, sudo=True)
+    assert not plan.empty  # without systemd's fd:// a hosts key is fine
+
+
+# ---------------------------------------------------------------- against a real engine
+
+START = """#!/bin/sh
+# (re)start the test's own dockerd; every call is counted
+echo restart >> {dir}/restarts
+if [ -s {dir}/pid ]; then
+  pid=$(cat {dir}/pid); kill "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+fi
+setsid nohup dockerd --data-root {dir}/root --exec-root {dir}/exec --pidfile {dir}/pid \\
+  -H unix://{dir}/d.sock --config-file {dir}/daemon.json --bridge=none --iptables=false \\
+  --ip-masq=false >> {dir}/dockerd.log 2>&1 < /dev/null &
+i=0
+until docker -H unix://{dir}/d.sock version >/dev/null 2>&1; do
+  i=$((i+1)); [ $i -ge 300 ] && tail -n 20 {dir}/dockerd.log && exit 1; sleep 0.1
+done
+"""
+
+
+@pytest.fixture
+def own_engine(docker_engine: str) -> Iterator[Path]:
+    """A private dockerd (own data root, socket, config file): the shared one is never touched."""
+    require(os.geteuid() == 0, "root (to run a dockerd)")
+    require_program("dockerd")
+    workdir = Path(tempfile.mkdtemp(prefix="dj", dir="/tmp"))  # short: unix socket path limit
+    (workdir / "daemon.json").write_text('{"debug": true}\n')
+    script = workdir / "restart.sh"
+    script.write_text(START.format(dir=workdir))
+    try:
+        subprocess.run(["sh", str(script)], check=True, timeout=60)
+        yield workdir
+    finally:
+        pid = (workdir / "pid").read_text().strip() if (workdir / "pid").exists() else ""
+        if pid:
+            subprocess.run(["kill", pid], check=False)
+            for _ in range(100):
+                if subprocess.run(["kill", "-0", pid], capture_output=True).returncode:
+                    break
+                time.sleep(0.1)
+        subprocess.run(["umount", "-R", str(workdir / "exec")], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def docker(workdir: Path, *args: str) -> str:
+    return subprocess.run(["docker", "-H", f"unix://{workdir}/d.sock", *args], check=True,
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+def restarts(workdir: Path) -> int:
+    return len((workdir / "restarts").read_text().splitlines())
+
+
+@pytest.fixture
+def task_env(env_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFRA_ENV_DIR", str(env_dir))
+    monkeypatch.setenv("ROOTLESS", "false")
+    monkeypatch.setenv("DOCKER_REGISTRY_MIRROR_URL", "http://localhost:5000")
+    monkeypatch.setenv("DOCKER_LOG_MAX_SIZE", "7m")
+
+
+@pytest.mark.engine
+def test_daemon_json_against_a_real_engine(own_engine: Path, task_env: None,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from tasks.docker import daemon_json
+
+    path = str(own_engine / "daemon.json")
+    restart = f"sh {own_engine}/restart.sh"
+    daemon_json(Context(), path=path, restart_command=restart)
+    assert restarts(own_engine) == 2  # the fixture's start + one restart
+    info = json.loads(docker(own_engine, "info", "--format", "{{json .}}"))
+    assert info["RegistryConfig"]["Mirrors"] == ["http://localhost:5000/"]
+    assert info["LoggingDriver"] == "json-file"
+    assert info["Debug"] is True  # the unrelated key survived
+    backups = list(own_engine.glob("daemon.json.bak-*"))
+    assert [b.read_text() for b in backups] == ['{"debug": true}\n']
+    # log options reach containers: create one from an imported one-file image
+    with tarfile.open(own_engine / "img.tar", "w") as tar:
+        tar.add(__file__, arcname="marker")
+    docker(own_engine, "import", str(own_engine / "img.tar"), "dj-test:1")
+    docker(own_engine, "create", "--name", "dj-test", "dj-test:1", "/marker")
+    log_config = json.loads(docker(own_engine, "inspect", "--format",
+                                   "{{json .HostConfig.LogConfig}}", "dj-test"))
+    assert log_config == {"Type": "json-file",
+                          "Config": {"max-size": "7m", "max-file": "3", "compress": "true"}}
+
+    capsys.readouterr()
+    daemon_json(Context(), path=path, restart_command=restart)
+    assert "nothing to do" in capsys.readouterr().out
+    assert restarts(own_engine) == 2  # unchanged: no restart
+
+
+@pytest.mark.engine
+def test_corrupt_daemon_json_is_left_untouched(own_engine: Path, task_env: None) -> None:
+    from tasks.docker import daemon_json
+
+    target = own_engine / "broken.json"
+    target.write_text('{"debug": true,\n')
+    with pytest.raises(Exit) as exc:
+        daemon_json(Context(), path=str(target), restart_command=f"sh {own_engine}/restart.sh")
+    assert "not valid JSON" in str(exc.value.message) and "broken.json:2" in str(exc.value.message)
+    assert exc.value.code != 0
+    assert target.read_text() == '{"debug": true,\n'
+    assert not list(own_engine.glob("broken.json.bak-*"))
+    assert restarts(own_engine) == 1
