@@ -94,6 +94,7 @@ class Service:
     tmpfs: tuple[str, ...] = ()  # writable scratch paths (with read_only)
     ingress: bool = False  # in an ingress stack: this service joins every routed network
     memory: str = "512m"
+    cpus: str = "1.0"  # CPU limit (compose `cpus`)
     pids: int = 256
     compose: Mapping[str, Any] = field(default_factory=dict)  # extra compose keys, merged last
 
@@ -264,6 +265,7 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         tmpfs=tuple(spec.get("tmpfs") or ()),
         ingress=bool(spec.get("ingress", False)),
         memory=str(spec.get("memory", "512m")),
+        cpus=str(spec.get("cpus", "1.0")),
         pids=int(spec.get("pids", 256)),
         compose=dict(spec.get("compose") or {}),
     )

@@ -195,6 +195,7 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
     if service.read_only:
         doc["read_only"] = True
     doc["mem_limit"] = service.memory
+    doc["cpus"] = float(service.cpus)
     doc["pids_limit"] = service.pids
     doc["restart"] = "no" if service.oneshot else "unless-stopped"
     return _merge(doc, service.compose)

@@ -1,0 +1,41 @@
+"""Projects to render in tests: the default profile and a second, different one.
+
+The second profile changes everything a template branches on: another domain, rootless
+socket, an image mirror, ACME on and Zot serving TLS.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from infra.project import Project, load_project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROFILES = ("", "alt")
+ALT_PROFILE = """\
+DOMAIN=example.org
+ROOTLESS=true
+DOCKER_SOCKET=/run/user/1000/docker.sock
+IMAGE_MIRROR=localhost:5000
+ACME_ENABLED=true
+ACME_EMAIL=admin@example.org
+ACME_DNS_PROVIDER=cloudflare
+ZOT_TLS_ENABLED=true
+BIND_ADDRESS=127.0.0.2
+"""
+
+
+def make_env_dir(target: Path) -> Path:
+    env = target / "env"
+    env.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env / "defaults.env")
+    (env / "alt.env").write_text(ALT_PROFILE, encoding="utf-8")
+    return env
+
+
+def load(tmp: Path, profile: str = "", root: Path | None = None) -> Project:
+    env = tmp / "env" if (tmp / "env").is_dir() else make_env_dir(tmp)
+    environ = {"INFRA_ENV_DIR": str(env), "BUILD_DIR": str(tmp / "build"),
+               "DATA_ROOT": str(tmp / "data"), "CERTS_DIR": str(tmp / "certs")}
+    return load_project(profile or None, root=root, environ=environ)
