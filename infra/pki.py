@@ -344,13 +344,31 @@ def read_cert_facts(c: Any, path: Path) -> CertFacts | None:
     return parse_x509_facts(result.stdout)
 
 
+ITEM_MARK = "::pki-item::"
+UNREADABLE = "::unreadable::"
+
+
 def read_states(c: Any, spec: PkiSpec) -> dict[str, CertState]:
+    """Facts about every item: one openssl run per certificate, all in a single shell."""
     _require_openssl(c)
-    states = {}
-    for item in spec.items:
-        cert, key = item_files(spec.certs_dir, item)
-        states[item] = CertState(read_cert_facts(c, cert), key.is_file())
-    return states
+    files = {item: item_files(spec.certs_dir, item) for item in spec.items}
+    present = [item for item, (cert, _) in files.items() if cert.is_file()]
+    outputs: dict[str, str] = {}
+    if present:
+        script = "; ".join(
+            f"echo {ITEM_MARK}{item}; openssl x509 -in {shlex.quote(str(files[item][0]))} "
+            f"{OPENSSL_X509_FACTS} 2>&1 || echo {UNREADABLE}" for item in present)
+        for chunk in c.run(script, hide=True, warn=True).stdout.split(ITEM_MARK)[1:]:
+            item, _, body = chunk.partition("\n")
+            if UNREADABLE in body:
+                detail = body.replace(UNREADABLE, "").strip().splitlines()[:1]
+                raise InfraError(f"{files[item][0]} is not a readable PEM certificate "
+                                 f"({' '.join(detail)})\n    fix: restore it from backup, or "
+                                 "move it away to have it reissued")
+            outputs[item] = body
+    return {item: CertState(parse_x509_facts(outputs[item]) if item in outputs else None,
+                            key.is_file())
+            for item, (_, key) in files.items()}
 
 
 # ------------------------------------------------------------------ plan
