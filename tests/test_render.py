@@ -159,7 +159,7 @@ def test_only_the_ingress_publishes_80_and_443_on_all_addresses(rendered: Any) -
     bind = project.config["BIND_ADDRESS"]
     declared = {(s.name, p.published): p.bind for st in project.catalogue.stacks.values()
                 for s in st.services for p in s.ports}
-    web_ports = {int(project.config["TRAEFIK_HTTP_PORT"]), int(project.config["TRAEFIK_HTTPS_PORT"])}
+    web_ports = {int(project.config[key]) for key in ("TRAEFIK_HTTP_PORT", "TRAEFIK_HTTPS_PORT")}
     for name, result in results.items():
         for service_name, service in compose_of(result)["services"].items():
             for spec in service.get("ports", []):
@@ -304,3 +304,24 @@ def test_dry_render_writes_nothing(tmp_path: Path) -> None:
     project = load(tmp_path)
     results = render_stacks(project, write=False)
     assert results and not (tmp_path / "build").exists()
+
+
+def test_render_task_writes_then_reports_unchanged(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.conftest import PROJECT_ROOT
+
+    load(tmp_path)  # prepares the env folder
+    env = {**os.environ, "INFRA_ENV_DIR": str(tmp_path / "env"),
+           "BUILD_DIR": str(tmp_path / "build"), "DATA_ROOT": str(tmp_path / "data")}
+    invoke = [str(PROJECT_ROOT / ".venv" / "bin" / "invoke"), "render", "--stack", "zot"]
+    runs = [subprocess.run(invoke, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                           timeout=60) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert "wrote compose.yaml" in runs[0].stdout
+    assert "unchanged" in runs[1].stdout
+    assert (tmp_path / "build" / "default" / "stacks" / "zot" / "compose.yaml").is_file()
+    unknown = subprocess.run([*invoke[:-1], "nope"], cwd=PROJECT_ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode != 0 and "unknown stack" in unknown.stderr

@@ -75,3 +75,42 @@ def test_compose_lint_fails_on_an_unhardened_file(tmp_path: Path) -> None:
     lint = subprocess.run([compose_lint(), "check", "--config", str(LINT_CONFIG), "--fail-on",
                            "low", "-q", str(bad)], capture_output=True, text=True, timeout=60)
     assert lint.returncode == 1
+
+
+def test_minio_setup_script_is_valid_sh_and_idempotent(tmp_path: Path) -> None:
+    """Run the rendered mc job twice against a fake `mc` that keeps state like MinIO does."""
+    sh = require_program("sh")
+    result = render_stacks(load(tmp_path), ["minio"])["minio"]
+    script = result.directory / "minio-setup.sh"
+    assert subprocess.run([sh, "-n", str(script)]).returncode == 0
+    state = tmp_path / "state"
+    state.mkdir()
+    fake = tmp_path / "bin" / "mc"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+s={state}
+case "$1 $2" in
+  "alias set") exit 0 ;;
+  "mb --ignore-existing") touch "$s/bucket-$(basename "$3")"; exit 0 ;;
+  "admin policy")
+    if [ "$3" = create ]; then cp "$6" "$s/policy-$5"; exit 0; fi
+    if [ -e "$s/attached" ]; then echo "policy already attached" >&2; exit 1; fi
+    touch "$s/attached"; exit 0 ;;
+  "admin user") echo "$6" > "$s/user-$5"; exit 0 ;;
+esac
+echo "unexpected: $*" >&2; exit 2
+""")
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "MINIO_ROOT_USER": "root",
+           "MINIO_ROOT_PASSWORD": "rootpass1", "MINIO_SERVICE_USER": "monitoring",
+           "MINIO_SERVICE_PASSWORD": "svcpass12", "MINIO_BUCKETS": "mimir loki tempo",
+           "TMPDIR": str(tmp_path)}
+    runs = [subprocess.run([sh, str(script)], env=env, capture_output=True, text=True,
+                           timeout=30) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert sorted(p.name for p in state.iterdir()) == [
+        "attached", "bucket-loki", "bucket-mimir", "bucket-tempo",
+        "policy-stackyard-buckets", "user-monitoring"]
+    policy = json.loads((state / "policy-stackyard-buckets").read_text())
+    assert "arn:aws:s3:::tempo/*" in policy["Statement"][0]["Resource"]
+    assert "already attached" in runs[1].stdout
