@@ -55,7 +55,9 @@ def test_compose_lint_finds_nothing_unsuppressed(rendered_dirs: dict[str, Path])
     report = json.loads(lint.stdout)
     findings = report["findings"] if isinstance(report, dict) else report
     open_findings = [f for f in findings if not f.get("suppressed")]
-    assert lint.returncode == 0 and not open_findings, json.dumps(open_findings, indent=1)[:4000]
+    summary = sorted({f"{f.get('service')}: {f.get('rule_id')} {f.get('message', '')[:60]}"
+                      for f in open_findings})
+    assert lint.returncode == 0 and not open_findings, "\n".join(summary)
 
 
 def test_every_lint_suppression_has_a_reason() -> None:
