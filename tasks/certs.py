@@ -145,7 +145,7 @@ def verify(c, profile=""):
                   "servername": "name to verify and send as SNI (default: HOST)",
                   "cafile": "CA certificate to trust (default: the root CA in CERTS_DIR)",
                   "timeout": "seconds per connection attempt"})
-def test_tls(c, target, profile="", servername="", cafile="", timeout=5.0):
+def test_tls(c, target, profile="", servername="", cafile="", timeout=5):
     """Probe a TLS endpoint: chain valid for the name, protocol and cipher, TLS 1.0/1.1 refused."""
     from infra import pki, tlsprobe
 

@@ -65,6 +65,11 @@ def test_certs_twice_then_verify(project):
     assert not list(project.certs.glob(".work-*"))
     verified = ok(project.invoke("certs.verify"))
     assert verified.count("ok  ") == 11
+    chain = project.certs / "registry-server-fullchain.pem"
+    content = chain.read_bytes()
+    chain.unlink()
+    assert "1 chain file(s) written" in ok(project.invoke("certs.chain"))
+    assert chain.read_bytes() == content
 
 
 def test_verify_fails_on_a_loose_key(project):
