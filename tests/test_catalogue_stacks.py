@@ -71,7 +71,7 @@ def test_optional_volume_is_dropped_when_its_condition_is_false(tmp_path: Path) 
     zot = load(tmp_path).catalogue["zot"].service("zot")
     assert not any(v.target.endswith("credentials.json") for v in zot.volumes)
     alt = load(tmp_path, "alt").catalogue["zot"].service("zot")
-    assert any(v.target.endswith("registry-server.pem") for v in alt.volumes)
+    assert any(v.target.endswith("registry-server-fullchain.pem") for v in alt.volumes)
 
 
 def _copy_project(target: Path) -> Path:

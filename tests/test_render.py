@@ -234,8 +234,8 @@ def test_traefik_certificates_follow_acme(rendered: Any) -> None:
         assert not any(v.startswith(f"{certs}/ingress") for v in volumes)
     else:
         assert "certificatesResolvers" not in static
-        assert dynamic["tls"]["certificates"][0]["certFile"] == "/etc/traefik/certs/ingress.pem"
-        assert f"{certs}/ingress.pem:/etc/traefik/certs/ingress.pem:ro" in volumes
+        assert dynamic["tls"]["certificates"][0]["certFile"] == "/etc/traefik/certs/ingress-fullchain.pem"
+        assert f"{certs}/ingress-fullchain.pem:/etc/traefik/certs/ingress-fullchain.pem:ro" in volumes
         assert f"{certs}/ingress-key.pem:/etc/traefik/certs/ingress-key.pem:ro" in volumes
 
 
@@ -262,7 +262,7 @@ def test_zot_config(rendered: Any) -> None:
     volumes = compose_of(results["zot"])["services"]["zot"]["volumes"]
     assert not any("credentials" in v for v in volumes)
     if project.config.flag("ZOT_TLS_ENABLED"):
-        assert config["http"]["tls"]["cert"] == "/etc/zot/certs/registry-server.pem"
+        assert config["http"]["tls"]["cert"] == "/etc/zot/certs/registry-server-fullchain.pem"
         assert any(v.endswith("/registry-server-key.pem:ro") for v in volumes)
     else:
         assert "tls" not in config["http"]
