@@ -24,12 +24,23 @@ class Project:
         return self.config.project_root
 
 
+def env_dir_from(environ: Mapping[str, str] | None = None) -> Path | None:
+    environ = os.environ if environ is None else environ
+    return Path(environ[ENV_DIR_VAR]) if environ.get(ENV_DIR_VAR) else None
+
+
+def load_settings(profile: str | None = None, root: Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> Config:
+    """Configuration only: for tasks that need neither the catalogue nor the secrets."""
+    return load_config(root or PROJECT_ROOT, profile, environ, env_dir=env_dir_from(environ))
+
+
 def load_project(profile: str | None = None, root: Path | None = None,
                  environ: Mapping[str, str] | None = None) -> Project:
     """Configuration (with secrets generated on first need) plus the resolved catalogue."""
     environ = os.environ if environ is None else environ
     root = root or PROJECT_ROOT
-    env_dir = Path(environ[ENV_DIR_VAR]) if environ.get(ENV_DIR_VAR) else None
     raw = cat.load_raw(cat.stacks_dir(root))
-    config = load_config(root, profile, environ, cat.secret_specs(raw), env_dir=env_dir)
+    config = load_config(root, profile, environ, cat.secret_specs(raw),
+                         env_dir=env_dir_from(environ))
     return Project(config, cat.resolve(raw, config.public))

@@ -8,14 +8,14 @@ keeps ``invoke --list`` instant.
 
 from invoke import Collection
 
-from . import certs, config, dev, doctor, host, lifecycle, stacks
+from . import certs, config, dev, doctor, host, lifecycle, registry, stacks
 from . import docker as docker_tasks
 
 ns = Collection()
 for module in (stacks, lifecycle, dev, doctor):
     for root_task in module.ROOT_TASKS:
         ns.add_task(root_task)
-for module in (config, certs, host, docker_tasks):
+for module in (config, certs, host, docker_tasks, registry):
     ns.add_collection(module.ns)
 for module in (lifecycle,):
     for sub in getattr(module, "COLLECTIONS", ()):

@@ -14,6 +14,7 @@ from infra.errors import InfraError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from infra.config import Config
     from infra.project import Project
 
 PROFILE_HELP = "configuration profile: env/<PROFILE>.env over env/defaults.env ($INFRA_PROFILE)"
@@ -52,6 +53,13 @@ def load(profile: str = "") -> Project:
         console().print(f"[dim]generated {len(project.config.generated_secrets)} new secret(s) "
                         f"into {project.config.env_dir / 'secrets.env'} (mode 0600)[/dim]")
     return project
+
+
+def settings(profile: str = "") -> Config:
+    """Configuration only (no catalogue, no secrets generated)."""
+    from infra.project import load_settings
+
+    return load_settings(profile or None)
 
 
 @functools.cache

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
-from ._common import console, infra_task
+from ._common import console, infra_task, settings
 
 if TYPE_CHECKING:
     from infra.config import Config
@@ -17,14 +17,7 @@ DRY_HELP = "show the plan; run nothing"
 
 def _config(profile: str) -> Config:
     """Configuration only: certificates need neither the stack catalogue nor the secrets."""
-    import os
-    from pathlib import Path
-
-    from infra.config import load_config
-    from infra.project import ENV_DIR_VAR, PROJECT_ROOT
-
-    env_dir = os.environ.get(ENV_DIR_VAR)
-    return load_config(PROJECT_ROOT, profile or None, env_dir=Path(env_dir) if env_dir else None)
+    return settings(profile)
 
 
 def _converge(c: Any, profile: str, scope: tuple[str, ...] | None, dry: bool,
