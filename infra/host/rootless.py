@@ -234,7 +234,9 @@ def plan_rootless(facts: RootlessFacts) -> Plan:
                      Run(f"loginctl enable-linger {shlex.quote(facts.user.user)}", True))
     else:
         if not facts.daemon_rootless:
-            start = (f"mkdir -p $HOME/.docker && cd $HOME && {env} {path} setsid nohup {DAEMON} "
+            # `;` not `&&`: only the daemon goes to the background, with every stream redirected,
+            # so no shell keeps the caller's pipes open (the caller would wait forever)
+            start = (f"mkdir -p $HOME/.docker; cd $HOME; {env} {path} setsid nohup {DAEMON} "
                      f">> $HOME/.docker/rootless.log 2>&1 < /dev/null &")
             plan.add(f"start {DAEMON} in the background (NOT supervised: nothing restarts it "
                      "after a crash or reboot; log in ~/.docker/rootless.log)",
