@@ -179,9 +179,15 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
             _wait_port(host.address, 22, 10, host.sshd)
         yield lab
     finally:
-        for host in lab.hosts:
+        for index, host in enumerate(lab.hosts, start=1):
             _stop(host.sshd)
             _stop(host.dockerd, timeout=30)
+            # what is left in the namespace came from its sshd (open sessions) or dockerd
+            leftover = sh("ip", "netns", "pids", host.name, check=False).stdout.split()
+            for pid in leftover:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "link", "del", f"{prefix}v{index}", check=False)
             sh("ip", "netns", "del", host.name, check=False)
         for rule in lab.firewall_rules:
             sh("iptables", "-D", *rule, check=False)

@@ -1,0 +1,79 @@
+"""The same task bodies over SSH: fabric Connections to sshd in network namespaces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.catalogue import data_volumes
+from infra.project import load_project
+from tests.conftest import require
+from tests.support.hosts import available, network_hosts
+
+pytestmark = pytest.mark.ssh
+
+
+def test_storage_and_daemon_json_over_ssh(tmp_path: Path, env_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tasks.docker import daemon_json
+    from tasks.host import storage
+
+    missing = available()
+    require(not missing, f"network namespaces with sshd ({missing})")
+    monkeypatch.setenv("INFRA_ENV_DIR", str(env_dir))
+    monkeypatch.setenv("ROOTLESS", "false")
+    with network_hosts(1, tmp_path / "lab", prefix="hs", subnet="10.77.41") as lab:
+        for host in lab.hosts:
+            # the filesystem is shared by all hosts: each gets private paths
+            data_root = host.directory / "data"
+            monkeypatch.setenv("DATA_ROOT", str(data_root))
+            conn = lab.connection(host)
+            shown = conn.run("ip -4 -o addr show eth0", hide=True, in_stream=False).stdout
+            assert shown.count(host.address) == 1
+
+            storage(conn)
+            catalogue = load_project(environ={"INFRA_ENV_DIR": str(env_dir)}).catalogue
+            volumes = [v for s in catalogue.stacks.values() for _, v in data_volumes(s)]
+            require(bool(volumes), "stacks with data volumes")
+            for volume in volumes:
+                stat = (data_root / volume.source).stat()
+                if volume.owner:
+                    assert (stat.st_uid, stat.st_gid) == volume.owner, volume.source
+
+            config = host.directory / "daemon.json"
+            config.write_text('{"max-concurrent-downloads": 2}\n')
+            restart = f"echo restarted >> {host.directory}/restarts"
+            daemon_json(conn, path=str(config), restart_command=restart)
+            written = json.loads(config.read_text())
+            assert written["max-concurrent-downloads"] == 2
+            assert written["registry-mirrors"] == ["http://localhost:5000"]
+            assert (host.directory / "restarts").read_text() == "restarted\n"
+
+            capsys.readouterr()
+            storage(conn)
+            daemon_json(conn, path=str(config), restart_command=restart)
+            second = capsys.readouterr().out
+            assert second.count("nothing to do") == 2, second
+            assert (host.directory / "restarts").read_text() == "restarted\n"
+            conn.close()
+
+
+def test_harness_hosts_are_separate_machines_on_one_lan(tmp_path: Path) -> None:
+    missing = available()
+    require(not missing, f"network namespaces with sshd ({missing})")
+    with network_hosts(2, tmp_path / "lab", prefix="hn", subnet="10.77.43") as lab:
+        first, second = (lab.connection(h) for h in lab.hosts)
+        seen = first.run("ip -4 -o addr show eth0", hide=True, in_stream=False).stdout
+        assert lab.hosts[0].address in seen and lab.hosts[1].address not in seen
+        # host to host over the bridge
+        reach = second.run(f"ssh-keyscan -T 5 {lab.hosts[0].address}", hide=True, warn=True,
+                           in_stream=False)
+        assert "ssh-ed25519" in reach.stdout
+        first.close()
+        second.close()
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "hnh1" not in names and "hnh2" not in names
