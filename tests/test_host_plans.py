@@ -30,7 +30,8 @@ REMOVE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("case", "facts", "commands"), REMOVE_CASES, ids=[c[0] for c in REMOVE_CASES])
+@pytest.mark.parametrize(("case", "facts", "commands"), REMOVE_CASES,
+                         ids=[c[0] for c in REMOVE_CASES])
 def test_remove_rootful(case: str, facts: packages.PackageFacts, commands: list[str]) -> None:
     assert packages.plan_remove_rootful(facts).commands() == commands
 
@@ -151,7 +152,7 @@ def test_rootless_profile_lines_are_added_once() -> None:
 def test_rootless_refuses_small_subid_range_and_missing_tool() -> None:
     with pytest.raises(ConfigError, match="only 1000 subordinate uids"):
         rootless.plan_rootless(rootless_facts(subuid=(SubIdRange("1001", 100000, 1000),)))
-    with pytest.raises(ConfigError, match="host.install-docker"):
+    with pytest.raises(ConfigError, match=r"host\.install-docker"):
         rootless.plan_rootless(rootless_facts(tool_dir=""))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,10 +41,8 @@ def throwaway_user() -> Iterator[str]:
         # every process of this user was started by the test (the user is new): stop them by pid
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             for pid in user_pids(uid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + wait
             while user_pids(uid) and time.monotonic() < deadline:
                 time.sleep(0.1)

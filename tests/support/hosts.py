@@ -116,7 +116,8 @@ def _start_dockerd(host: Host) -> None:
     while time.monotonic() < deadline:
         if host.dockerd.poll() is not None:
             raise RuntimeError(f"dockerd for {host.name} exited; see {log.name}")
-        if sh("docker", "-H", f"unix://{host.docker_socket}", "version", check=False).returncode == 0:
+        probe = sh("docker", "-H", f"unix://{host.docker_socket}", "version", check=False)
+        if probe.returncode == 0:
             return
         time.sleep(0.2)
     raise TimeoutError(f"dockerd for {host.name} did not answer")
