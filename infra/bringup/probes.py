@@ -6,12 +6,14 @@ answer or the deadline passes; it prints ``healthy <service>`` / ``unhealthy <se
 
 from __future__ import annotations
 
-import shlex
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..catalogue import Stack
 from . import commands as cmd
+
+SAFE_ITEMS = re.compile(r"^[A-Za-z0-9_.:/|?=&%~+ -]*$")  # embedded in a double-quoted sh string
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,16 @@ def http_checks(stack: Stack, services: Iterable[str] | None = None) -> list[Htt
 
 
 def probe_script(checks: Iterable[HttpCheck], timeout: int) -> str:
-    items = " ".join(shlex.quote(f"{c.service}|{c.url}") for c in checks)
+    items = " ".join(f"{c.service}|{c.url}" for c in checks)
+    if not SAFE_ITEMS.match(items):
+        raise ValueError(f"unexpected characters in health probe URLs: {items!r}")
     return f"""pending="{items}"
 end=$(( $(date +%s) + {int(timeout)} ))
 while :; do
   left=""
   for item in $pending; do
     svc=${{item%%|*}}; url=${{item#*|}}
-    if wget -q -O /dev/null -T 3 "$url" 2>/tmp/err-$svc; then echo "healthy $svc"
+    if timeout 5 wget -q -O /dev/null "$url" 2>/tmp/err-$svc; then echo "healthy $svc"
     else left="$left $item"; fi
   done
   pending=$left

@@ -41,12 +41,10 @@ def prepare_stacks(project: Project, names: Sequence[str], write: bool = True
 
 
 def _digests(item: Any, written: bool) -> dict[str, str]:
+    """Hash what the renderer produced (relative path -> content), not what is on disk."""
     contents = getattr(item, "files", None)
-    if not written and isinstance(contents, Mapping) and contents and all(
-            isinstance(v, str | bytes) for v in contents.values()):
-        base = Path(item.directory)
-        return {(Path(k).relative_to(base).as_posix() if Path(k).is_absolute() else str(k)):
-                sha256_hex(v) for k, v in contents.items()}
+    if isinstance(contents, Mapping) and contents:
+        return {str(k): sha256_hex(v) for k, v in contents.items()}
     return file_digests(Path(item.directory))
 
 
