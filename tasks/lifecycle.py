@@ -76,8 +76,9 @@ def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, d
     "no_deps": "bring up only the named stacks, not their dependencies",
     "dry": DRY_HELP,
     "timeout": "seconds each stack may take to become healthy (default: HEALTH_TIMEOUT)",
+    "jobs": "stacks brought up at the same time when independent (default 4; 1: one by one)",
 })
-def up(c, stack=None, no_deps=False, dry=False, timeout=0, profile=""):
+def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     """Bring the stacks up in dependency order, each one health-gated."""
     from infra.bringup import apply, report
 
@@ -114,7 +115,8 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, profile=""):
         if change.action != "ok":
             out.print(f"{change.action} {change.source} {change.before} -> {change.after}"
                       if change.after else f"{change.action} {change.source}")
-    outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout))
+    outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout),
+                            max(1, int(jobs)))
     _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
     failures = report.failure_text(outcomes)
     if failures:
@@ -126,7 +128,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, profile=""):
 
 
 def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
-                 helper: str, timeout: int) -> dict[str, Any]:
+                 helper: str, timeout: int, jobs: int) -> dict[str, Any]:
     from infra.bringup import apply, schedule, state
 
     catalogue = project.catalogue
@@ -146,7 +148,7 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
     progress = schedule.Progress()
     deps = {n: list(catalogue[n].depends_on) for n in order}
     with _live(progress):
-        return schedule.run_in_order(order, deps, bring_up, progress)
+        return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
 
 
 class _live:
@@ -230,14 +232,14 @@ def down(c, stack=None, volumes=False, yes=False, dry=False, profile=""):
     from infra.bringup.ownership import ownership_fixes
 
     project = load(profile)
+    if volumes and not dry:  # before touching the engine at all
+        _confirm_volume_deletion(list(stack or project.catalogue.names()), yes)
     containers = facts.containers_by_project(facts.read_containers(c))
     down_plan = plan.plan_down(project.catalogue, stack or None, containers, volumes)
     if dry:
         for line in report.down_plan_lines(down_plan):
             console().print(f"would {line}")
         return
-    if volumes:
-        _confirm_volume_deletion(down_plan.order, yes)
     helper = _helper_image(project)
     data_root = str(project.config.path("DATA_ROOT"))
     for name in down_plan.order:

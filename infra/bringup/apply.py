@@ -77,8 +77,8 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
             result = c.run(cmd.compose_up(target, step.recreate, remaining(), force_recreate=True,
                                           no_deps=True), hide=True, warn=True)
         if not result.ok:
-            return failed(collect_failures(c, stack, target, daemons, log_tail),
-                          _last_lines(result.stderr or result.stdout, 6))
+            error = _last_lines(result.stderr or result.stdout, 6)
+            return failed(collect_failures(c, stack, target, daemons, log_tail, error), error)
     checks = http_checks(stack, daemons)
     if checks:
         result = c.run(probe_command(helper_image, stack.network, checks, remaining()),
@@ -105,22 +105,31 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
 
 
 def collect_failures(c: Any, stack: Stack, target: cmd.ComposeTarget, services: Sequence[str],
-                     log_tail: int = LOG_TAIL) -> list[ServiceFailure]:
-    """Which services did not become healthy, with their health output and last log lines."""
+                     log_tail: int = LOG_TAIL, compose_error: str = "") -> list[ServiceFailure]:
+    """Which services did not become healthy, with their health output and last log lines.
+
+    Blame, in order: services that are unhealthy, exited or restarting; else services the
+    engine could not start (still "created": the compose error says why); else services
+    whose health check had not passed when the timeout struck.
+    """
     facts = {f.service: f for f in compose_ps(c, target)}
-    broken, waiting = [], []
+    broken, created, starting = [], [], []
     for name in services:
         fact = facts.get(name)
         if fact is None or fact.state == "created":
-            waiting.append(name)  # never started: a dependency inside the stack failed first
-        elif fact.state != "running" or fact.health in ("unhealthy", "starting"):
+            created.append(name)
+        elif fact.state != "running" or fact.health == "unhealthy":
             broken.append(fact)
-    failures = [ServiceFailure(f.service, f.health or f.state,
-                               _inspect_health(c, f.container_id or f.name),
-                               service_logs(c, target, f.service, log_tail)) for f in broken]
-    if not failures:
-        failures = [ServiceFailure(n, "not started") for n in waiting]
-    return failures
+        elif fact.health == "starting":
+            starting.append(fact)
+    if not broken and created:
+        errors = [line for line in compose_error.splitlines() if "rror" in line]
+        return [ServiceFailure(name, "could not start", "\n".join(errors) or compose_error,
+                               service_logs(c, target, name, log_tail)) for name in created]
+    return [ServiceFailure(f.service, f.health or f.state,
+                           _inspect_health(c, f.container_id or f.name),
+                           service_logs(c, target, f.service, log_tail))
+            for f in broken or starting]
 
 
 def service_logs(c: Any, target: cmd.ComposeTarget, service: str, tail: int) -> str:

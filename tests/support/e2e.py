@@ -1,0 +1,106 @@
+"""The end-to-end lab: a private engine, the local registry as IMAGE_MIRROR, the doubles pushed.
+
+Used by tests/test_e2e*.py and bench/bringup.py. ``invoke`` runs as a subprocess with the
+lab's environment (INFRA_ENV_DIR, BUILD_DIR, DATA_ROOT, CERTS_DIR, DOCKER_HOST), exactly as a
+user would run it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.project import Project, load_project
+from tests.support import engines, images, registry
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INVOKE = str(PROJECT_ROOT / ".venv" / "bin" / "invoke")
+REGISTRY_PORT = 45123  # fixed so cached doubles keep their tags across runs (not 5000: Zot)
+PROFILE = "e2e"
+
+
+@dataclass
+class Lab:
+    engine: engines.Engine
+    mirror: str
+    workdir: Path
+    environ: dict[str, str]
+    project: Project
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def invoke(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+               ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([INVOKE, *args], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, env={**self.environ, **(env or {})},
+                              stdin=subprocess.DEVNULL, timeout=timeout)
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run([*self.engine.cli, *args], capture_output=True, text=True,
+                                timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    def containers(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(project, service) -> id, state, health, exit code."""
+        out = self.docker("ps", "-a", "--no-trunc", "--format",
+                          '{{.Label "com.docker.compose.project"}}\t'
+                          '{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.State}}\t'
+                          "{{.Status}}")
+        found = {}
+        for line in out.splitlines():
+            project, service, cid, state, status = line.split("\t")
+            health = ("healthy" if "(healthy)" in status else "unhealthy"
+                      if "(unhealthy)" in status else "starting" if "starting)" in status else "")
+            found[(project, service)] = {"id": cid, "state": state, "health": health,
+                                         "status": status}
+        return found
+
+
+def profile_text(mirror: str, engine: engines.Engine, extra: str = "") -> str:
+    socket_path = engine.host.removeprefix("unix://")
+    return (f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\nDOCKER_SOCKET={socket_path}\n"
+            f"{extra}")
+
+
+@contextlib.contextmanager
+def lab(workdir: Path, name: str = "e2e") -> Iterator[Lab]:
+    """Registry + private engine + doubles; everything started here is stopped on exit."""
+    cache = images.CACHE_DIR
+    port = REGISTRY_PORT if _port_free(REGISTRY_PORT) else registry.free_port()
+    with registry.local_registry(cache / "registry", port, config_dir=workdir) as reg, \
+            engines.private_engine(name, cache / f"engine-{name}", workdir / "engine") as eng:
+        env_dir = workdir / "env"
+        env_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
+        (env_dir / f"{PROFILE}.env").write_text(profile_text(reg.address, eng))
+        environ = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("INFRA_", "DOCKER_"))}
+        environ.update({"INFRA_ENV_DIR": str(env_dir), "INFRA_PROFILE": PROFILE,
+                        "BUILD_DIR": str(workdir / "build"), "DATA_ROOT": str(workdir / "data"),
+                        "CERTS_DIR": str(workdir / "certs"), "DOCKER_HOST": eng.host,
+                        "COLUMNS": "200"})
+        project = load_project(PROFILE, environ=environ)
+        begin = time.monotonic()
+        images.ensure_doubles(project)
+        timings = {"doubles": time.monotonic() - begin}
+        with registry.local_registry(cache / "registry", port, netns_path=eng.netns_path,
+                                     config_dir=workdir / "engine"):
+            yield Lab(eng, reg.address, workdir, environ, project, timings)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,349 @@
+"""The bring-up core without an engine: planning, scheduling, state, command construction.
+
+The shell scripts the core builds (ownership fix, HTTP probes) are run with the real busybox
+sh/wget/httpd, not inspected as text.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.bringup import facts, ownership, plan, probes, report, schedule, state
+from infra.bringup.apply import bring_up_stack
+from infra.bringup.commands import ComposeTarget
+from infra.bringup.session import prepare_stacks
+from infra.catalogue import networks
+from tests.conftest import require_program
+from tests.support.registry import free_port
+from tests.support.rendering import load
+
+pytestmark = pytest.mark.unit
+
+PS_LINES = (
+    "traefik\ttraefik\tabc123\ttraefik-traefik-1\trunning\tUp 3 minutes (healthy)\t"
+    "0.0.0.0:80->80/tcp\n"
+    "minio\tminio-setup\tdef456\tminio-minio-setup-1\texited\tExited (0) 2 minutes ago\t\n"
+    "minio\tminio\t789abc\tminio-minio-1\trunning\tUp 2 minutes (health: starting)\t\n"
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return load(tmp_path)
+
+
+def _running(project, names):  # type: ignore[no-untyped-def]
+    """Every service of ``names`` running and healthy (jobs exited 0)."""
+    found = {}
+    for name in names:
+        found[name] = [facts.ContainerFact(name, s.name, f"id-{s.name}", f"{name}-{s.name}-1",
+                                           "exited" if s.oneshot else "running",
+                                           "" if s.oneshot else "healthy", 0)
+                       for s in project.catalogue[name].services]
+    return found
+
+
+def _prepared(project):  # type: ignore[no-untyped-def]
+    names = plan.select_stacks(project.catalogue, None, False)
+    return names, prepare_stacks(project, names, write=False)
+
+
+def test_parse_docker_ps_lines() -> None:
+    parsed = facts.parse_containers(PS_LINES)
+    assert [(f.project, f.service, f.state, f.health, f.exit_code) for f in parsed] == [
+        ("traefik", "traefik", "running", "healthy", 0),
+        ("minio", "minio-setup", "exited", "", 0),
+        ("minio", "minio", "running", "starting", 0),
+    ]
+    assert set(facts.containers_by_project(parsed)) == {"traefik", "minio"}
+
+
+def test_parse_compose_ps_json_lines() -> None:
+    text = ('{"Project":"auth","Service":"postgresql","ID":"1","Name":"auth-postgresql-1",'
+            '"State":"running","Health":"unhealthy","ExitCode":0,"Publishers":[{"URL":"127.0.0.1",'
+            '"TargetPort":5432,"PublishedPort":5432,"Protocol":"tcp"}]}\n')
+    (fact,) = facts.parse_compose_ps(text)
+    assert (fact.service, fact.health, fact.ports) == ("postgresql", "unhealthy",
+                                                        "127.0.0.1:5432->5432")
+
+
+def test_selection_adds_dependencies_unless_no_deps(project) -> None:  # type: ignore[no-untyped-def]
+    catalogue = project.catalogue
+    with_deps = plan.select_stacks(catalogue, ["monitoring"], no_deps=False)
+    assert set(with_deps) == {"monitoring", *catalogue["monitoring"].depends_on,
+                              *(d for dep in catalogue["monitoring"].depends_on
+                                for d in catalogue[dep].depends_on)}
+    assert with_deps[-1] == "monitoring"
+    assert plan.select_stacks(catalogue, ["monitoring"], no_deps=True) == ["monitoring"]
+
+
+def test_first_up_creates_everything_in_layers(project) -> None:  # type: ignore[no-untyped-def]
+    names, prepared = _prepared(project)
+    up = plan.plan_up(project.catalogue, names, {n: p.digest for n, p in prepared.items()},
+                      {n: p.files for n, p in prepared.items()}, {}, {}, ["bridge"])
+    assert {s.action for s in up.steps.values()} == {plan.CREATE}
+    assert sorted(up.networks_to_create) == sorted(networks(project.catalogue))
+    seen: set[str] = set()
+    for layer in up.layers:  # every stack after all of its dependencies
+        for name in layer:
+            assert set(project.catalogue[name].depends_on) <= seen
+        seen.update(layer)
+    owners = {f.source: f.owner for f in up.ownership}
+    for stack in project.catalogue.stacks.values():
+        for _, volume in (x for x in ((s, v) for s in stack.services for v in s.volumes)
+                          if x[1].kind == "data"):
+            assert volume.source in owners
+            if volume.owner:
+                assert owners[volume.source] is not None
+
+
+def test_second_up_with_nothing_changed_is_a_no_op(project) -> None:  # type: ignore[no-untyped-def]
+    names, prepared = _prepared(project)
+    records = {n: state.StackRecord(p.digest, p.files) for n, p in prepared.items()}
+    up = plan.plan_up(project.catalogue, names, {n: p.digest for n, p in prepared.items()},
+                      {n: p.files for n, p in prepared.items()}, records,
+                      _running(project, names), networks(project.catalogue))
+    assert up.changes_nothing
+    assert up.ownership == []
+
+
+def test_a_changed_mounted_file_updates_only_its_stack_and_services(project  # type: ignore[no-untyped-def]
+                                                                   ) -> None:
+    names, prepared = _prepared(project)
+    records = {n: state.StackRecord(p.digest, p.files) for n, p in prepared.items()}
+    stack = next(s for s in project.catalogue.stacks.values()
+                 if any(v.kind == "config" for sv in s.services for v in sv.volumes))
+    service, volume = next((sv, v) for sv in stack.services for v in sv.volumes
+                           if v.kind == "config")
+    changed = next(path for path in prepared[stack.name].files
+                   if path == volume.source or path.startswith(volume.source + "/"))
+    files = {n: dict(p.files) for n, p in prepared.items()}
+    files[stack.name][changed] = "0" * 64
+    digests = {n: facts.combined_digest(f) for n, f in files.items()}
+    up = plan.plan_up(project.catalogue, names, digests, files, records,
+                      _running(project, names), networks(project.catalogue))
+    assert up.to_apply == [stack.name]
+    step = up.steps[stack.name]
+    assert step.action == plan.UPDATE and changed in step.changed_files
+    assert service.name in step.recreate
+    untouched = [s.name for s in stack.services
+                 if not any(v.kind == "config" and (v.source == changed or
+                                                     changed.startswith(v.source + "/"))
+                            for v in s.volumes)]
+    assert not set(untouched) & set(step.recreate)
+
+
+def test_an_unhealthy_or_missing_service_is_brought_up_again(project  # type: ignore[no-untyped-def]
+                                                            ) -> None:
+    names, prepared = _prepared(project)
+    records = {n: state.StackRecord(p.digest, p.files) for n, p in prepared.items()}
+    running = _running(project, names)
+    running["traefik"] = running["traefik"][1:]  # one container gone
+    first = running["auth"][0]
+    running["auth"][0] = facts.ContainerFact(first.project, first.service, first.container_id,
+                                             first.name, "running", "unhealthy", 0)
+    up = plan.plan_up(project.catalogue, names, {n: p.digest for n, p in prepared.items()},
+                      {n: p.files for n, p in prepared.items()}, records, running,
+                      networks(project.catalogue))
+    assert set(up.to_apply) == {"traefik", "auth"}
+    assert "no container" in up.steps["traefik"].reason
+    assert "unhealthy" in up.steps["auth"].reason
+
+
+def test_down_goes_in_reverse_dependency_order(project) -> None:  # type: ignore[no-untyped-def]
+    names = plan.select_stacks(project.catalogue, None, False)
+    down = plan.plan_down(project.catalogue, None, _running(project, ["traefik"]), False)
+    position = {n: i for i, n in enumerate(down.order)}
+    for name in names:
+        for dep in project.catalogue[name].depends_on:
+            assert position[name] < position[dep]
+    assert down.steps["traefik"].action == plan.STOP
+    assert all(down.steps[n].action == plan.ABSENT for n in names if n != "traefik")
+    assert any("stop and remove traefik" in line for line in report.down_plan_lines(down))
+
+
+def test_state_round_trip_and_forget(tmp_path: Path) -> None:
+    state.record_stack(tmp_path, "a", state.StackRecord("d1", {"compose.yaml": "x"}))
+    state.record_stack(tmp_path, "b", state.StackRecord("d2"))
+    assert state.load_state(tmp_path)["a"] == state.StackRecord("d1", {"compose.yaml": "x"})
+    state.forget_stack(tmp_path, "a")
+    assert set(state.load_state(tmp_path)) == {"b"}
+    (tmp_path / state.STATE_FILE).write_text("{broken")
+    assert state.load_state(tmp_path) == {}
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def test_independent_stacks_run_in_parallel_and_dependents_wait() -> None:
+    deps = {"base": [], "left": ["base"], "right": ["base"], "top": ["left", "right"]}
+    active, peak, order = [0], [0], []
+    lock = threading.Lock()
+
+    def bring_up(name: str) -> schedule.StackOutcome:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            order.append(name)
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return schedule.StackOutcome(name, schedule.HEALTHY)
+
+    outcomes = schedule.run_in_order(["base", "left", "right", "top"], deps, bring_up)
+    assert all(o.ok for o in outcomes.values())
+    assert order[0] == "base" and order[-1] == "top"
+    assert peak[0] == 2  # left and right together
+
+
+def test_a_failure_blocks_dependents_and_starts_nothing_new() -> None:
+    deps = {"base": [], "bad": ["base"], "slow": ["base"], "needs_bad": ["bad"],
+            "later": ["slow"]}
+    started = []
+
+    def bring_up(name: str) -> schedule.StackOutcome:
+        started.append(name)
+        if name == "slow":
+            time.sleep(0.3)
+        status = schedule.FAILED if name == "bad" else schedule.HEALTHY
+        return schedule.StackOutcome(name, status, detail="boom" if name == "bad" else "")
+
+    outcomes = schedule.run_in_order(list(deps), deps, bring_up)
+    assert outcomes["bad"].status == schedule.FAILED
+    assert outcomes["slow"].status == schedule.HEALTHY  # already running: finishes, stays up
+    assert outcomes["needs_bad"].status == schedule.BLOCKED
+    assert outcomes["later"].status == schedule.NOT_STARTED  # up stops after a failure
+    assert "needs_bad" not in started and "later" not in started
+    text = "\n".join(report.failure_text(outcomes))
+    assert "bad: FAILED" in text and "needs_bad: blocked (needs bad)" in text
+
+
+# ---------------------------------------------------------------- commands through a context
+
+
+class RecordingContext:
+    """Stands in for invoke's Context: records commands, answers from a table of prefixes."""
+
+    def __init__(self, answers: dict[str, tuple[bool, str]]):
+        self.answers, self.commands = answers, []
+
+    def run(self, command: str, **_: object):  # type: ignore[no-untyped-def]
+        self.commands.append(command)
+        ok, out = next((v for k, v in self.answers.items() if k in command), (True, ""))
+        return type("Result", (), {"ok": ok, "stdout": out, "stderr": "" if ok else out})()
+
+
+def test_bring_up_waits_for_daemons_then_probes_then_runs_jobs(project  # type: ignore[no-untyped-def]
+                                                              ) -> None:
+    stack = next(s for s in project.catalogue.stacks.values() if any(x.oneshot for x in s.services))
+    target = ComposeTarget(stack.name, Path("/b"), Path("/b/compose.yaml"))
+    checks = probes.http_checks(stack)
+    probe_out = "".join(f"healthy {c.service}\n" for c in checks)
+    ctx = RecordingContext({"docker wait": (True, "0\n"), "--network": (True, probe_out)})
+    step = plan.StackStep(stack.name, plan.CREATE, "not running")
+    outcome = bring_up_stack(ctx, stack, target, step, "helper:1", 30)
+    assert outcome.status == schedule.HEALTHY, outcome
+    up = ctx.commands[0]
+    assert " up -d " in up and "--wait" in up
+    for service in stack.services:
+        assert (f" {service.name}" in up) != service.oneshot  # jobs are not --wait'ed on
+    jobs = [c for c in ctx.commands if "docker wait" in c]
+    assert len(jobs) == sum(s.oneshot for s in stack.services)
+
+
+def test_a_failing_job_or_probe_is_reported_with_its_logs(project) -> None:  # type: ignore[no-untyped-def]
+    stack = next(s for s in project.catalogue.stacks.values()
+                 if any(x.health and x.health.http for x in s.services))
+    target = ComposeTarget(stack.name, Path("/b"), Path("/b/compose.yaml"))
+    check = probes.http_checks(stack)[0]
+    ctx = RecordingContext({"--network": (False, f"unhealthy {check.service} {check.url}: "
+                                                 "connection refused\n"),
+                            " logs ": (True, "last words\n")})
+    outcome = bring_up_stack(ctx, stack, target, plan.StackStep(stack.name, plan.CREATE, ""),
+                             "helper:1", 5)
+    assert outcome.status == schedule.FAILED
+    (failure,) = outcome.failures
+    assert failure.service == check.service
+    assert "connection refused" in failure.health_output and failure.logs == "last words"
+
+
+# ---------------------------------------------------------------- scripts run by real programs
+
+
+def _busybox_bin(tmp_path: Path) -> Path:
+    busybox = require_program("busybox")
+    bin_dir = tmp_path / "bb"
+    bin_dir.mkdir()
+    for applet in ("sh", "wget", "timeout", "stat", "chown", "chmod", "mkdir", "date", "tr",
+                   "sleep", "cat", "echo", "test", "["):
+        (bin_dir / applet).symlink_to(busybox)
+    return bin_dir
+
+
+@pytest.mark.tools
+def test_ownership_script_fixes_only_what_differs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chown to other users needs root")
+    bin_dir = _busybox_bin(tmp_path)
+    data = tmp_path / "data"
+    (data / "loki").mkdir(parents=True)
+    (data / "right").mkdir()
+    os.chown(data / "right", 472, 0)
+    fixes = [ownership.OwnershipFix("m", "loki", "loki", (10001, 10001), "0700"),
+             ownership.OwnershipFix("m", "grafana", "right", (472, 0)),
+             ownership.OwnershipFix("m", "tempo", "new/tempo", (10001, 10001))]
+    script = ownership.ownership_script(fixes, dry=True).replace(ownership.MOUNT_POINT, str(data))
+    run = subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True, text=True,
+                         env={"PATH": str(bin_dir)}, check=True)
+    dry = {(c.action, c.source) for c in ownership.parse_ownership_output(run.stdout)}
+    assert ("would-chown", "loki") in dry and ("ok", "right") in dry
+    assert ("would-create", "new/tempo") in dry and not (data / "new").exists()
+    assert (data / "loki").stat().st_uid == 0  # dry changed nothing
+
+    script = ownership.ownership_script(fixes, dry=False).replace(ownership.MOUNT_POINT,
+                                                                  str(data))
+    run = subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True, text=True,
+                         env={"PATH": str(bin_dir)}, check=True)
+    done = {(c.action, c.source) for c in ownership.parse_ownership_output(run.stdout)}
+    assert {("chown", "loki"), ("chmod", "loki"), ("ok", "right"), ("created", "new/tempo"),
+            ("chown", "new/tempo")} <= done
+    assert (data / "loki").stat().st_uid == 10001
+    assert oct((data / "loki").stat().st_mode & 0o777) == "0o700"
+    assert (data / "new/tempo").stat().st_uid == 10001
+    again = subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True, text=True,
+                           env={"PATH": str(bin_dir)}, check=True)
+    assert {c.action for c in ownership.parse_ownership_output(again.stdout)} == {"ok"}
+
+
+@pytest.mark.tools
+def test_probe_script_reports_each_service(tmp_path: Path) -> None:
+    bin_dir = _busybox_bin(tmp_path)
+    www = tmp_path / "www"
+    (www / "-" / "health").mkdir(parents=True)
+    (www / "-" / "health" / "index.html").write_text("ok")
+    port = free_port()
+    server = subprocess.Popen([shutil.which("busybox") or "busybox", "httpd", "-f", "-p",
+                               f"127.0.0.1:{port}", "-h", str(www)])
+    try:
+        time.sleep(0.3)
+        checks = [probes.HttpCheck("good", f"http://127.0.0.1:{port}/-/health/"),
+                  probes.HttpCheck("bad", f"http://127.0.0.1:{port}/missing")]
+        script = probes.probe_script(checks, timeout=2).replace("/tmp/err-", f"{tmp_path}/err-")
+        begin = time.monotonic()
+        run = subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True,
+                             text=True, env={"PATH": str(bin_dir)}, timeout=30)
+        assert time.monotonic() - begin < 10  # the deadline holds
+    finally:
+        server.terminate()
+        server.wait()
+    results = {r.service: r for r in probes.parse_probe_output(run.stdout)}
+    assert run.returncode == 1
+    assert results["good"].healthy and not results["bad"].healthy
+    assert "404" in results["bad"].detail or "Not Found" in results["bad"].detail

@@ -1,0 +1,228 @@
+"""`invoke up` and the day-2 tasks against a real engine, with honest doubles of every image.
+
+One lab per module (a private rootful engine in its own network namespace, the local registry
+as IMAGE_MIRROR, the doubles pushed): all six stacks are brought up once, then the tests below
+run in file order against it (idempotence, shared networks, data surviving down/up, refusal of
+`down --volumes`, a double that never becomes healthy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.catalogue import networks, stack_layers
+from infra.mirror import mirror_image
+from tests.conftest import require, require_program
+from tests.support import e2e, images
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, docker_engine: str) -> Iterator[e2e.Lab]:
+    require(os.geteuid() == 0, "root (network namespaces, a private engine)")
+    for program in ("docker-registry", "nsenter", "ip", "dockerd", "busybox"):
+        require_program(program)
+    workdir = tmp_path_factory.mktemp("e2e")
+    with e2e.lab(workdir) as the_lab:
+        pulled = the_lab.invoke("pull")
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        begin = time.monotonic()
+        the_lab.first_up = the_lab.invoke("up")  # type: ignore[attr-defined]
+        the_lab.timings["first up"] = time.monotonic() - begin
+        yield the_lab
+        print("\ne2e timings (s):", {k: round(v, 1) for k, v in the_lab.timings.items()})
+
+
+def _stack_names(lab: e2e.Lab) -> list[str]:
+    catalogue = lab.project.catalogue
+    return [n for layer in stack_layers(catalogue, catalogue.names()) for n in layer]
+
+
+def test_every_image_is_pulled_through_the_mirror(lab: e2e.Lab) -> None:
+    for compose_file in (lab.workdir / "build" / e2e.PROFILE / "stacks").glob("*/compose.yaml"):
+        for name, service in yaml.safe_load(compose_file.read_text())["services"].items():
+            assert service["image"].startswith(f"{lab.mirror}/"), (compose_file, name)
+    engine_images = set(lab.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split())
+    for spec in images.double_specs(lab.project):
+        assert spec.reference in engine_images
+    # nothing else is reachable: an image the mirror lacks fails at once, clearly
+    begin = time.monotonic()
+    missing = subprocess.run([*lab.engine.cli, "pull", f"{lab.mirror}/docker/library/nope:1"],
+                             capture_output=True, text=True, timeout=60)
+    error = missing.stderr.lower()
+    assert missing.returncode != 0 and ("manifest unknown" in error or "not found" in error)
+    assert time.monotonic() - begin < 15
+
+
+def test_all_six_stacks_come_up_healthy(lab: e2e.Lab) -> None:
+    result = lab.first_up  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    containers = lab.containers()
+    for stack in lab.project.catalogue.stacks.values():
+        for service in stack.services:
+            found = containers.get((stack.name, service.name))
+            assert found, f"{stack.name}/{service.name} has no container"
+            if service.oneshot:
+                assert found["state"] == "exited" and "Exited (0)" in found["status"], found
+            else:
+                assert found["state"] == "running", (service.name, found)
+                if service.health and service.health.command:
+                    assert found["health"] == "healthy", (service.name, found)
+    assert "Routed URLs" in result.stdout
+    for _, service in ((s, r) for st in lab.project.catalogue.stacks.values()
+                       for s, r in st.routes):
+        assert service.name in result.stdout
+
+
+def test_stacks_started_after_their_dependencies(lab: e2e.Lab) -> None:
+    started: dict[str, list[str]] = {}
+    ids = lab.docker("ps", "-aq").split()
+    for item in json.loads(lab.docker("inspect", *ids)):
+        project = item["Config"]["Labels"].get("com.docker.compose.project", "")
+        started.setdefault(project, []).append(item["Created"])
+    for stack in lab.project.catalogue.stacks.values():
+        for dep in stack.depends_on:
+            assert min(started[stack.name]) > max(started[dep]), (stack.name, dep)
+
+
+def test_ownership_was_fixed_inside_the_engine(lab: e2e.Lab) -> None:
+    data = lab.workdir / "data"
+    for stack in lab.project.catalogue.stacks.values():
+        for service in stack.services:
+            for volume in service.volumes:
+                if volume.kind != "data" or not volume.owner:
+                    continue
+                path = data / volume.source
+                assert (path.stat().st_uid, path.stat().st_gid) == volume.owner, path
+    markers = list((data / "loki").glob(".double-*"))
+    assert markers and markers[0].stat().st_uid == 10001  # written by the double as 10001
+
+
+def test_status_shows_every_service(lab: e2e.Lab) -> None:
+    result = lab.invoke("status")
+    assert result.returncode == 0, result.stderr
+    for stack in lab.project.catalogue.stacks.values():
+        for service in stack.services:
+            assert service.name in result.stdout
+    assert "running" in result.stdout and "absent" not in result.stdout
+
+
+def test_external_networks_exist_once_and_are_shared_as_the_catalogue_says(lab: e2e.Lab
+                                                                           ) -> None:
+    names = lab.docker("network", "ls", "--format", "{{.Name}}").split()
+    for network, stacks in networks(lab.project.catalogue).items():
+        assert names.count(network) == 1, network
+        attached = json.loads(lab.docker("network", "inspect", network))[0]["Containers"]
+        projects = set()
+        for container in attached.values():
+            projects.add(container["Name"].split("-")[0])
+        assert projects == set(stacks), (network, projects, stacks)
+
+
+def test_second_up_recreates_nothing(lab: e2e.Lab) -> None:
+    before = {k: v["id"] for k, v in lab.containers().items()}
+    begin = time.monotonic()
+    result = lab.invoke("up")
+    lab.timings["no-op up"] = time.monotonic() - begin
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "up to date" in result.stdout
+    assert {k: v["id"] for k, v in lab.containers().items()} == before
+
+
+def test_a_changed_file_recreates_only_the_services_that_mount_it(lab: e2e.Lab) -> None:
+    # MIMIR_PORT appears in the Mimir config file (mounted by mimir-1..3) and in mimir-lb's
+    # published port: exactly those four containers must be recreated, nothing else.
+    before = {k: v["id"] for k, v in lab.containers().items()}
+    result = lab.invoke("up", env={"MIMIR_PORT": "9019"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    after = {k: v["id"] for k, v in lab.containers().items()}
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed == {("monitoring", f"mimir-{i}") for i in (1, 2, 3)} | {
+        ("monitoring", "mimir-lb")}
+    restore = lab.invoke("up")
+    assert restore.returncode == 0, restore.stdout[-4000:]
+
+
+def test_mimir_balancer_serves_our_config_in_front_of_three_nodes(lab: e2e.Lab) -> None:
+    helper = mirror_image(lab.project.config["HELPER_IMAGE"], lab.mirror)
+    out = subprocess.run([*lab.engine.cli, "run", "--rm", "--network", "monitoring_default",
+                          "--entrypoint", "sh", helper, "-c",
+                          "wget -q -O - http://mimir-lb:9009/ready"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    conf = lab.docker("exec", "monitoring-mimir-lb-1", "cat", "/etc/nginx/nginx.conf")
+    assert "server mimir-1:8080" in conf and "listen 9009" in conf
+
+
+def _psql(lab: e2e.Lab, sql: str) -> str:
+    return lab.docker("exec", "auth-postgresql-1", "psql", "-h", "/var/run/postgresql",
+                      "-U", "authentik", "-d", "authentik", "-tAc", sql).strip()
+
+
+def test_data_survives_down_then_up(lab: e2e.Lab) -> None:
+    _psql(lab, "CREATE TABLE IF NOT EXISTS e2e_keep (v text); INSERT INTO e2e_keep VALUES ('kept')")
+    lab.docker("exec", "monitoring-grafana-1", "sh", "-c", "echo kept > /var/lib/grafana/keep")
+    down = lab.invoke("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert lab.containers() == {}
+    up = lab.invoke("up")
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr
+    assert _psql(lab, "SELECT v FROM e2e_keep") == "kept"
+    assert lab.docker("exec", "monitoring-grafana-1", "cat", "/var/lib/grafana/keep").strip() \
+        == "kept"
+
+
+def test_down_volumes_refuses_without_yes_and_without_a_terminal(lab: e2e.Lab) -> None:
+    before = lab.containers()
+    result = lab.invoke("down", "--volumes")
+    assert result.returncode != 0
+    assert "--yes" in result.stdout + result.stderr
+    assert lab.containers() == before
+    assert (lab.workdir / "data" / "auth" / "postgres").is_dir()
+
+
+def test_down_and_up_dry_touch_nothing(lab: e2e.Lab) -> None:
+    before = lab.containers()
+    down = lab.invoke("down", "--dry", "--stack", "media")
+    assert down.returncode == 0 and "would stop and remove media" in down.stdout
+    changed = lab.invoke("up", "--dry", env={"MIMIR_PORT": "9029"})
+    assert changed.returncode == 0 and "would update monitoring" in changed.stdout
+    assert lab.containers() == before
+
+
+def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
+                                                                tmp_path: Path) -> None:
+    spec = next(s for s in images.double_specs(lab.project)
+                if s.upstream == lab.project.config["MINIO_IMAGE"])
+    # the broken double replaces MinIO's image in the private engine only (docker load)
+    images.build_double(["docker"], spec, reference="stackyard-test/broken-minio:1",
+                        broken=True)
+    saved = subprocess.run(["docker", "save", "stackyard-test/broken-minio:1"],
+                           capture_output=True, check=True).stdout
+    subprocess.run([*lab.engine.cli, "load"], input=saved, capture_output=True, check=True)
+    lab.docker("tag", "stackyard-test/broken-minio:1", spec.reference)
+    try:
+        down = lab.invoke("down", "--stack", "monitoring", "--stack", "minio")
+        assert down.returncode == 0, down.stderr
+        result = lab.invoke("up", "--timeout", "20")
+        assert result.returncode != 0
+        text = result.stdout + result.stderr
+        assert "minio: FAILED" in text and "service minio" in text
+        assert "never to become healthy" in text  # its last log lines
+        assert "monitoring: blocked (needs minio)" in text
+        containers = lab.containers()
+        assert not any(project == "monitoring" for project, _ in containers)
+        assert containers[("traefik", "traefik")]["state"] == "running"  # stays up
+    finally:
+        lab.docker("pull", spec.reference)
+    healed = lab.invoke("up")
+    assert healed.returncode == 0, healed.stdout[-4000:]
