@@ -234,8 +234,9 @@ def test_traefik_certificates_follow_acme(rendered: Any) -> None:
         assert not any(v.startswith(f"{certs}/ingress") for v in volumes)
     else:
         assert "certificatesResolvers" not in static
-        assert dynamic["tls"]["certificates"][0]["certFile"] == "/etc/traefik/certs/ingress-fullchain.pem"
-        assert f"{certs}/ingress-fullchain.pem:/etc/traefik/certs/ingress-fullchain.pem:ro" in volumes
+        served = "/etc/traefik/certs/ingress-fullchain.pem"
+        assert dynamic["tls"]["certificates"][0]["certFile"] == served
+        assert f"{certs}/ingress-fullchain.pem:{served}:ro" in volumes
         assert f"{certs}/ingress-key.pem:/etc/traefik/certs/ingress-key.pem:ro" in volumes
 
 
