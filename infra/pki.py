@@ -163,7 +163,17 @@ def registry_hosts(config: Config) -> tuple[str, ...]:
 
 
 def ingress_hosts(config: Config) -> tuple[str, ...]:
-    return (f"*.{config['DOMAIN']}", config["DOMAIN"])
+    """The wildcard and the bare domain, plus every routed host name from the catalogue.
+
+    The routed names are listed one by one because TLS clients (OpenSSL, browsers) refuse a
+    wildcard directly under a top-level name such as ``*.localhost``, the default domain.
+    """
+    from . import catalogue as cat
+
+    resolved = cat.resolve(cat.load_raw(cat.stacks_dir(config.project_root)), config.public)
+    routed = sorted({route.host for _, _, route in cat.all_routes(resolved)})
+    names = [f"*.{config['DOMAIN']}", config["DOMAIN"], *routed]
+    return tuple(dict.fromkeys(names))
 
 
 def registry_addresses(config: Config) -> tuple[str, ...]:

@@ -72,7 +72,11 @@ def test_rendered_json_follows_configuration(project_root, env_dir, tmp_path):
     assert rendered["registry.json"]["hosts"] == ["registry.example.test", "registry", "localhost",
                                                   "127.0.0.1", "reg.example.org", "10.0.0.100"]
     assert rendered["registry.json"]["CN"] == "registry.example.test"
-    assert rendered["ingress.json"]["hosts"] == ["*.example.test", "example.test"]
+    ingress = rendered["ingress.json"]["hosts"]
+    assert ingress[:2] == ["*.example.test", "example.test"]
+    # routed names listed one by one (clients refuse *.<top-level name> wildcards)
+    assert {"grafana.example.test", "auth.example.test", "plex.example.test"} <= set(ingress)
+    assert len(ingress) == len(set(ingress))
     profiles = rendered["cfssl.json"]["signing"]["profiles"]
     assert set(profiles) == {"intermediate_ca", "server", "client", "peer"}
     assert profiles["intermediate_ca"]["ca_constraint"] == {

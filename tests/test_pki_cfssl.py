@@ -98,12 +98,28 @@ def test_intermediate_has_pathlen_zero_and_is_signed_by_root(issued):
     assert openssl("verify", "-CAfile", str(paths.root), str(paths.intermediate)).returncode == 0
 
 
+def _routed_hosts() -> list[str]:
+    """Every host name the catalogue routes, with DOMAIN=example.test."""
+    from infra import catalogue as cat
+    from infra.config import load_config
+
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(root, None, {"DOMAIN": "example.test"}, [], env_dir=root / "env")
+    resolved = cat.resolve(cat.load_raw(root / "stacks"), config.public)
+    return sorted({route.host for _, _, route in cat.all_routes(resolved)})
+
+
+INGRESS_SANS = list(dict.fromkeys(["DNS:*.example.test", "DNS:example.test",
+                                   *(f"DNS:{host}" for host in _routed_hosts())]))
+assert "DNS:grafana.example.test" in INGRESS_SANS  # each routed name is listed explicitly
+
+
 @pytest.mark.parametrize("leaf,eku,sans", [
     ("registry-server", "TLS Web Server Authentication", REGISTRY_SANS),
     ("registry-client", "TLS Web Client Authentication", REGISTRY_SANS),
     ("registry-peer", "TLS Web Server Authentication, TLS Web Client Authentication",
      REGISTRY_SANS),
-    ("ingress", "TLS Web Server Authentication", ["DNS:*.example.test", "DNS:example.test"]),
+    ("ingress", "TLS Web Server Authentication", INGRESS_SANS),
 ])
 def test_leaves_constraints_names_usages_lifetime(issued, leaf, eku, sans):
     _, paths = issued
