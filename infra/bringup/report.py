@@ -79,7 +79,7 @@ def up_plan_lines(plan: UpPlan, ownership: Iterable[OwnershipChange] = ()) -> li
             step = plan.steps[name]
             verb = {"create": "start", "update": "update", "unchanged": "keep"}[step.action]
             extra = f"; recreate {', '.join(step.recreate)}" if step.recreate else ""
-            lines.append(f"layer {index}: {verb} {name} ({step.reason}{extra})")
+            lines.append(f"{verb} {name} (layer {index}: {step.reason}{extra})")
     return lines
 
 

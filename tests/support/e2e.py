@@ -69,17 +69,47 @@ def profile_text(mirror: str, engine: engines.Engine, extra: str = "") -> str:
             f"{extra}")
 
 
+def rootless_profile() -> str:
+    """A rootless engine publishes ports on the host itself: every port gets a free one."""
+    keys = [line.split("=", 1)[0] for line in
+            (PROJECT_ROOT / "env" / "defaults.env").read_text().splitlines()
+            if line.split("=", 1)[0].endswith("_PORT")]
+    return "ROOTLESS=true\n" + "".join(f"{key}={registry.free_port()}\n" for key in keys)
+
+
+def move_images(source: list[str], target: list[str], references: list[str]) -> None:
+    """docker save | docker load: a rootless engine has its own image store."""
+    save = subprocess.Popen([*source, "save", *references], stdout=subprocess.PIPE)
+    load = subprocess.run([*target, "load", "-q"], stdin=save.stdout, capture_output=True,
+                          timeout=900)
+    save.wait()
+    if save.returncode or load.returncode:
+        raise RuntimeError(f"moving images failed: {load.stderr.decode(errors='replace')}")
+
+
 @contextlib.contextmanager
-def lab(workdir: Path, name: str = "e2e") -> Iterator[Lab]:
-    """Registry + private engine + doubles; everything started here is stopped on exit."""
+def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[Lab]:
+    """Registry + engine + doubles; everything started here is stopped on exit.
+
+    Rootful: a private engine in its own network namespace pulls every image through the
+    registry (IMAGE_MIRROR). Rootless: a throwaway user's engine; it cannot reach the host's
+    loopback, so the doubles are moved in with docker save | docker load under the very
+    references the rendered files use (IMAGE_MIRROR set the same way), and ``workdir`` must
+    be reachable by that user (mode 755 parents).
+    """
     cache = images.CACHE_DIR
     port = REGISTRY_PORT if _port_free(REGISTRY_PORT) else registry.free_port()
-    with registry.local_registry(cache / "registry", port, config_dir=workdir) as reg, \
-            engines.private_engine(name, cache / f"engine-{name}", workdir / "engine") as eng:
-        env_dir = workdir / "env"
-        env_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
-        (env_dir / f"{PROFILE}.env").write_text(profile_text(reg.address, eng))
+    env_dir = workdir / "env"
+    env_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
+    with contextlib.ExitStack() as stack:
+        reg = stack.enter_context(registry.local_registry(cache / "registry", port,
+                                                          config_dir=workdir))
+        eng = stack.enter_context(
+            engines.rootless_engine(name, env_dir) if rootless
+            else engines.private_engine(name, cache / f"engine-{name}", workdir / "engine"))
+        (env_dir / f"{PROFILE}.env").write_text(
+            profile_text(reg.address, eng, rootless_profile() if rootless else ""))
         environ = {key: value for key, value in os.environ.items()
                    if not key.startswith(("INFRA_", "DOCKER_"))}
         environ.update({"INFRA_ENV_DIR": str(env_dir), "INFRA_PROFILE": PROFILE,
@@ -88,11 +118,20 @@ def lab(workdir: Path, name: str = "e2e") -> Iterator[Lab]:
                         "COLUMNS": "200"})
         project = load_project(PROFILE, environ=environ)
         begin = time.monotonic()
-        images.ensure_doubles(project)
+        references = images.ensure_doubles(project)
         timings = {"doubles": time.monotonic() - begin}
-        with registry.local_registry(cache / "registry", port, netns_path=eng.netns_path,
-                                     config_dir=workdir / "engine"):
-            yield Lab(eng, reg.address, workdir, environ, project, timings)
+        if rootless:
+            begin = time.monotonic()
+            move_images(["docker"], eng.cli, references)
+            timings["docker save | load"] = time.monotonic() - begin
+            data = workdir / "data"
+            data.mkdir(exist_ok=True)
+            shutil.chown(data, eng.user, eng.user)  # the engine's root is this user
+        else:
+            stack.enter_context(registry.local_registry(
+                cache / "registry", port, netns_path=eng.netns_path,
+                config_dir=workdir / "engine"))
+        yield Lab(eng, reg.address, workdir, environ, project, timings)
 
 
 def _port_free(port: int) -> bool:
@@ -104,3 +143,19 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def assert_all_healthy(lab: Lab, result: subprocess.CompletedProcess[str]) -> None:
+    """`up` succeeded and every service of every stack runs (healthy where it has a check)."""
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    containers = lab.containers()
+    for stack in lab.project.catalogue.stacks.values():
+        for service in stack.services:
+            found = containers.get((stack.name, service.name))
+            assert found, f"{stack.name}/{service.name} has no container"
+            if service.oneshot:
+                assert found["state"] == "exited" and "Exited (0)" in found["status"], found
+            else:
+                assert found["state"] == "running", (service.name, found)
+                if service.health and service.health.command:
+                    assert found["health"] == "healthy", (service.name, found)

@@ -25,6 +25,7 @@ class Engine:
     host: str  # DOCKER_HOST value
     netns_path: str
     rootless: bool = False
+    user: str = ""  # the rootless engine's user
 
     @property
     def cli(self) -> list[str]:
@@ -89,3 +90,69 @@ def clean_engine(engine: Engine) -> None:
         _sh(*engine.cli, "rm", "-f", "-v", *ids, check=False)
     _sh(*engine.cli, "network", "prune", "-f", check=False)
     _sh(*engine.cli, "volume", "prune", "-f", check=False)
+
+
+def _user_pids(uid: int) -> list[int]:
+    out = subprocess.run(["ps", "-u", str(uid), "-o", "pid="], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+@contextlib.contextmanager
+def rootless_engine(name: str, env_dir: Path) -> Iterator[Engine]:
+    """A throwaway user running dockerd-rootless.sh, started by the project's host.rootless task.
+
+    Everything the user runs was started here: teardown stops those processes by pid and
+    deletes the user (and with it its subordinate ID ranges and its image store).
+    """
+    import os
+    import uuid
+
+    from invoke import Context
+
+    from infra.host import rootless as rl
+    from tasks.host import rootless as start_rootless
+
+    os.chmod("/dev/net/tun", 0o666)  # 0600 here; slirp4netns (run as the user) needs it
+    user = f"sy{uuid.uuid4().hex[:8]}"
+    _sh("useradd", "-m", "-s", "/bin/bash", user)
+    uid = int(_sh("id", "-u", user).stdout)
+    saved = os.environ.get("INFRA_ENV_DIR")
+    try:
+        os.environ["INFRA_ENV_DIR"] = str(env_dir)
+        try:
+            start_rootless(Context(), user=user)
+        finally:
+            if saved is None:
+                os.environ.pop("INFRA_ENV_DIR", None)
+            else:
+                os.environ["INFRA_ENV_DIR"] = saved
+        facts = rl.gather(Context(), user)
+        engine = Engine(name, f"unix://{facts.socket}", "", rootless=True, user=user)
+        deadline = time.monotonic() + 60
+        while _sh(*engine.cli, "info", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the rootless engine did not answer")
+            time.sleep(0.3)
+        yield engine
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            for pid in _user_pids(uid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while _user_pids(uid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        _sh("userdel", "-r", user, check=False)
+        _sh("rm", "-rf", f"/run/user/{uid}", check=False)
+
+
+def subordinate_start(user_or_uid: str, path: str = "/etc/subuid") -> int:
+    """First host UID of the user's subordinate range (container UID N>0 -> start + N - 1)."""
+    import pwd
+
+    name = user_or_uid if not user_or_uid.isdigit() else pwd.getpwuid(int(user_or_uid)).pw_name
+    for line in Path(path).read_text().splitlines():
+        owner, start, _ = line.split(":")
+        if owner == name:
+            return int(start)
+    raise LookupError(f"{name} has no range in {path}")
