@@ -1,0 +1,74 @@
+"""A host's configuration: the project's settings, its inventory overrides, remote paths.
+
+Everything a deploy writes on a host lives under DEPLOY_ROOT there (default: /opt/stackyard
+for root, ~/.stackyard for anyone else): ``stacks/<name>/`` (rendered files), ``certs/``
+(only the certificates its stacks mount) and, unless DATA_ROOT is absolute, ``data/``.
+Rendering happens locally, into ``<BUILD_DIR>/hosts/<host>/``, with these remote paths
+substituted, so the compose files are right for the host they are uploaded to.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..inventory import Host
+
+ROOT_DEFAULT = "/opt/stackyard"
+USER_DEFAULT = "~/.stackyard"
+
+
+@dataclass(frozen=True)
+class RemoteLayout:
+    root: str
+
+    @property
+    def stacks_dir(self) -> str:
+        return posixpath.join(self.root, "stacks")
+
+    @property
+    def certs_dir(self) -> str:
+        return posixpath.join(self.root, "certs")
+
+    def stack_dir(self, name: str) -> str:
+        return posixpath.join(self.stacks_dir, name)
+
+
+def deploy_root(setting: str, home: str, uid: str) -> str:
+    """DEPLOY_ROOT on the host: the setting (``~`` is the remote HOME), else the default."""
+    value = setting or (ROOT_DEFAULT if uid == "0" else USER_DEFAULT)
+    if value == "~" or value.startswith("~/"):
+        value = home.rstrip("/") + value[1:]
+    if not value.startswith("/"):
+        value = posixpath.join(home, value)
+    return posixpath.normpath(value)
+
+
+def data_root(base_value: str, host: Host, layout: RemoteLayout) -> str:
+    """DATA_ROOT on the host: the host's override, an absolute project value, or root/data."""
+    value = host.settings.get("DATA_ROOT") or base_value or "data"
+    return value if value.startswith("/") else posixpath.join(layout.root, value)
+
+
+def host_environ(environ: Mapping[str, str], host: Host, local_build: Path,
+                 layout: RemoteLayout, base_data_root: str) -> dict[str, str]:
+    """Process environment under which the host's configuration is loaded.
+
+    Order (last wins): profile < process environment < the host's inventory overrides < the
+    paths a deploy decides (BUILD_DIR local per host; CERTS_DIR and DATA_ROOT remote).
+    """
+    merged = {**environ, **host.overrides()}
+    merged.update({
+        "DEPLOY_HOST": host.name,
+        "BUILD_DIR": str(local_build / "hosts" / host.name),
+        "CERTS_DIR": layout.certs_dir,
+        "DATA_ROOT": data_root(base_data_root, host, layout),
+    })
+    return merged
+
+
+def local_build_dir(build_dir_setting: Path) -> Path:
+    return Path(os.path.abspath(build_dir_setting))

@@ -1,0 +1,244 @@
+"""Deploy one host through a fabric Connection; several hosts in parallel threads.
+
+Per host: read its HOME and uid (this is also the connection check), load its configuration
+(layout), render locally, upload what changed (upload), then the bring-up engine of
+``invoke up`` (infra.bringup) over the connection: networks, volume ownership, health-gated
+stacks in dependency order. Stacks placed elsewhere count as satisfied dependencies. Every
+failure, from refused connections to an unhealthy service, ends as that host's result row.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InfraError
+from . import layout as lay
+from . import summary, upload
+from .targets import Target
+
+Say = Callable[[str, str], None]  # (host, message)
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    profile: str = ""
+    timeout: int = 0  # seconds per stack; 0: HEALTH_TIMEOUT
+    dry: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def connect(target: Target, timeout: int = 10) -> Any:
+    """A fabric Connection to the target; its engine socket exported for every command."""
+    from fabric import Config, Connection
+
+    config = Config(overrides={"run": {"env": target.run_env()}, "load_ssh_configs": False})
+    conn = Connection(config=config, **target.connection_kwargs(timeout))
+    return conn
+
+
+def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
+                options: DeployOptions, say: Say) -> summary.HostResult:
+    """Deploy ``stacks`` to one host; never raises: every failure becomes the result."""
+    begin = time.monotonic()
+    try:
+        return _deploy(conn, target, stacks, base, options, say, begin)
+    except Exception as exc:  # one host's failure must not stop the others
+        return summary.HostResult(target.name, tuple(stacks), summary.FAILED,
+                                  time.monotonic() - begin, summary.classify(exc))
+
+
+def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
+            options: DeployOptions, say: Say, begin: float) -> summary.HostResult:
+    from ..bringup import apply, facts, plan, schedule, session, state
+    from ..bringup.commands import ComposeTarget
+    from ..project import load_project
+    from ..render import render_stacks
+
+    probe = conn.run('printf "%s\\n%s\\n" "$HOME" "$(id -u)"', hide=True, in_stream=False)
+    home, uid = [*probe.stdout.splitlines(), "", ""][:2]
+    root_setting = target.host.settings.get("DEPLOY_ROOT") or base.config.get("DEPLOY_ROOT")
+    remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
+    environ = lay.host_environ(options.environ, target.host,
+                               lay.local_build_dir(base.config.path("BUILD_DIR")), remote,
+                               base.config["DATA_ROOT"])
+    project = load_project(options.profile or None, environ=environ)
+    config = project.config
+    rendered = render_stacks(project, names=list(stacks), write=not options.dry)
+    files = [f for name in stacks
+             for f in upload.stack_files(remote.stack_dir(name), rendered[name].files)]
+    files += certificate_files(rendered, remote, base.config.path("CERTS_DIR"))
+    stack_dirs = [remote.stack_dir(n) for n in stacks]
+    checksums = upload.read_remote_checksums(conn, [*stack_dirs, remote.certs_dir])
+    transfer = upload.plan_upload(files, checksums, stack_dirs)
+    if options.dry:
+        for item in transfer.upload:
+            say(target.name, f"would upload {item.remote_path}")
+        for path in transfer.delete:
+            say(target.name, f"would remove {path}")
+        return summary.HostResult(target.name, tuple(stacks), "dry run",
+                                  time.monotonic() - begin, "",
+                                  tuple(f.remote_path for f in transfer.upload))
+    upload.apply_upload(conn, transfer, private_dirs=[remote.certs_dir])
+    uploaded = tuple(f.remote_path for f in transfer.upload)
+    if uploaded or transfer.delete:
+        say(target.name, f"uploaded {len(uploaded)} file(s), removed {len(transfer.delete)}, "
+                         f"{transfer.unchanged} unchanged")
+
+    digests = {n: rendered[n].digest for n in stacks}
+    stack_files = {n: {rel: _sha(text) for rel, text in rendered[n].files.items()}
+                   for n in stacks}
+    containers = facts.containers_by_project(facts.read_containers(conn))
+    up_plan = plan.plan_up(project.catalogue, list(stacks), digests, stack_files,
+                           state.load_state(config.build_dir), containers,
+                           facts.read_networks(conn))
+    up_plan = _recreate_for_changed_files(up_plan, project.catalogue, uploaded, remote)
+    helper = session.mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))
+    result_kwargs: dict[str, Any] = {"uploaded": uploaded, "deleted": tuple(transfer.delete)}
+    if up_plan.changes_nothing:
+        state_of = {n: schedule.UNCHANGED for n in stacks}
+        outcome = summary.UNCHANGED if not uploaded and not transfer.delete else summary.OK
+        return summary.HostResult(target.name, tuple(stacks), outcome,
+                                  time.monotonic() - begin, stack_status=state_of,
+                                  **result_kwargs)
+    apply.create_networks(conn, up_plan.networks_to_create)
+    for net in up_plan.networks_to_create:
+        say(target.name, f"created network {net}")
+    for change in apply.apply_ownership(conn, helper, str(config.path("DATA_ROOT")),
+                                        up_plan.ownership, dry=False):
+        if change.action != "ok":
+            say(target.name, f"{change.action} {change.source} {change.before} -> "
+                             f"{change.after}")
+    timeout = int(options.timeout or config["HEALTH_TIMEOUT"])
+    lock = threading.Lock()
+
+    def bring_up(name: str) -> Any:
+        directory = remote.stack_dir(name)
+        compose_target = ComposeTarget(plan.project_name(name), Path(directory),
+                                       Path(posixpath.join(directory, "compose.yaml")))
+        say(target.name, f"{name}: {up_plan.steps[name].action} "
+                         f"({up_plan.steps[name].reason})")
+        outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
+                                       up_plan.steps[name], helper, timeout)
+        if outcome.status == schedule.HEALTHY:
+            with lock:
+                state.record_stack(config.build_dir, name,
+                                   state.StackRecord(digests[name], stack_files[name]))
+        return outcome
+
+    order = [n for layer in up_plan.layers for n in layer]
+    deps = {n: list(project.catalogue[n].depends_on) for n in order}
+    outcomes = schedule.run_in_order(order, deps, bring_up, max_parallel=4)
+    statuses = {n: o.status for n, o in outcomes.items()}
+    failed = [o for o in outcomes.values() if not o.ok]
+    if failed:
+        return summary.HostResult(target.name, tuple(stacks), summary.FAILED,
+                                  time.monotonic() - begin, failure_reason(failed),
+                                  stack_status=statuses, details=failure_details(failed),
+                                  **result_kwargs)
+    return summary.HostResult(target.name, tuple(stacks), summary.OK,
+                              time.monotonic() - begin, stack_status=statuses,
+                              **result_kwargs)
+
+
+def _sha(text: str) -> str:
+    from ..fsutil import sha256_hex
+
+    return sha256_hex(text)
+
+
+def _recreate_for_changed_files(up_plan: Any, catalogue: Any, uploaded: Sequence[str],
+                                remote: lay.RemoteLayout) -> Any:
+    """A stack recorded as unchanged whose files on the host differed gets them re-mounted."""
+    from ..bringup.plan import SKIP, UPDATE, StackStep, services_mounting
+
+    steps = dict(up_plan.steps)
+    for name, step in up_plan.steps.items():
+        prefix = remote.stack_dir(name) + "/"
+        changed = [p.removeprefix(prefix) for p in uploaded if p.startswith(prefix)]
+        if step.action == SKIP and changed:
+            steps[name] = StackStep(name, UPDATE, "files on the host differed",
+                                    recreate=services_mounting(catalogue[name], changed),
+                                    changed_files=tuple(changed))
+    return replace(up_plan, steps=steps)
+
+
+def certificate_files(rendered: Mapping[str, Any], remote: lay.RemoteLayout,
+                      local_certs: Path) -> list[upload.LocalFile]:
+    """The certificates the rendered compose files mount from the host's CERTS_DIR."""
+    import yaml
+
+    prefix = remote.certs_dir + "/"
+    names: set[str] = set()
+    for item in rendered.values():
+        document = yaml.safe_load(item.files["compose.yaml"]) or {}
+        for service in (document.get("services") or {}).values():
+            for volume in service.get("volumes") or []:
+                source = str(volume).split(":", 1)[0]
+                if source.startswith(prefix):
+                    names.add(source.removeprefix(prefix))
+    files = []
+    for name in sorted(names):
+        path = local_certs / name
+        if not path.is_file():
+            raise InfraError(f"certificate {path} is missing (a stack mounts it): run "
+                             "`invoke certs` first")
+        files.append(upload.LocalFile(prefix + name, path.read_bytes(),
+                                      upload.SECRET_MODE if upload.is_secret(name)
+                                      else upload.PUBLIC_MODE))
+    return files
+
+
+def failure_reason(failed: Sequence[Any]) -> str:
+    parts = []
+    for outcome in failed:
+        services = [f"{f.service} ({f.state})" for f in outcome.failures]
+        if services:
+            parts.append(f"unhealthy service {', '.join(services)} in {outcome.stack}")
+        else:
+            parts.append(f"{outcome.stack} {outcome.status}: {outcome.detail}"[:200])
+    return "; ".join(parts)
+
+
+def failure_details(failed: Sequence[Any]) -> tuple[str, ...]:
+    lines = []
+    for outcome in failed:
+        for failure in outcome.failures:
+            if failure.health_output:
+                lines.append(f"{outcome.stack}/{failure.service} health: "
+                             f"{failure.health_output}")
+            if failure.logs:
+                lines.append(f"{outcome.stack}/{failure.service} logs:\n{failure.logs}")
+    return tuple(lines)
+
+
+def deploy_all(targets: Sequence[Target], per_target: Mapping[str, Sequence[str]], base: Any,
+               options: DeployOptions, say: Say,
+               connector: Callable[[Target], Any] = connect) -> list[summary.HostResult]:
+    """Every target in its own thread (SSH and the engines wait, they do not compute)."""
+
+    def one(target: Target) -> summary.HostResult:
+        begin = time.monotonic()
+        try:
+            conn = connector(target)
+        except Exception as exc:
+            return summary.HostResult(target.name, tuple(per_target[target.name]),
+                                      summary.FAILED, time.monotonic() - begin,
+                                      summary.classify(exc))
+        try:
+            return deploy_host(conn, target, per_target[target.name], base, options, say)
+        finally:
+            conn.close()
+
+    chosen = [t for t in targets if t.name in per_target]
+    if not chosen:
+        return []
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        return list(pool.map(one, chosen))

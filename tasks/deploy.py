@@ -1,0 +1,90 @@
+"""Deploy stacks to the inventory hosts (env/inventory.yaml) over SSH, in parallel.
+
+One body for both entry points: ``invoke deploy --host a --host b`` and ``fab -H a,b deploy``
+(fab's executor, infra/deploy/fabexec.py, hands the -H list to this task as --host instead
+of calling it once per host, so hosts run in parallel threads, not one after another).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Exit
+
+from ._common import console, infra_task, load
+
+ROOT_TASKS: list = []
+
+
+@infra_task(iterable=["host", "stack"], help={
+    "host": "inventory name or address (repeatable; user@ and :port allowed); "
+            "fab: -H a,b",
+    "all": "deploy every host of env/inventory.yaml",
+    "stack": "deploy only this stack (repeatable) on the hosts it is placed on",
+    "dry": "render and compare checksums; print what would be uploaded; touch nothing",
+    "timeout": "seconds each stack may take to become healthy (default: HEALTH_TIMEOUT)",
+})
+def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, profile=""):
+    """Render per host, upload what changed, bring its stacks up health-gated; hosts in parallel.
+
+    Prints a table of host, stacks, result, uploads and time; a host that cannot be reached or
+    whose stacks do not become healthy is named with the reason, the others still deploy, and
+    the exit code is non-zero.
+    """
+    import os
+    import threading
+
+    from infra.deploy import run, summary
+    from infra.deploy.targets import resolve_targets, stacks_per_target
+    from infra.inventory import load_inventory
+
+    names = list(host or [])
+    if not names and not all and getattr(c, "host", None):
+        names = [c.host]  # called through a stock fab executor: this connection's host
+    project = load(profile)  # generates missing secrets once, before the threads
+    catalogue, config = project.catalogue, project.config
+    inventory = load_inventory(config.env_dir, catalogue.names(), list(config.settings))
+    targets = resolve_targets(inventory, names, every=all)
+    per_target = stacks_per_target(targets, list(stack or []), catalogue.names())
+    out = console()
+    lock = threading.Lock()
+
+    def say(name: str, message: str) -> None:
+        with lock:
+            out.print(f"[bold]{name}[/bold] {message}", markup=True, highlight=False)
+
+    for target in targets:
+        if target.name in per_target:
+            say(target.name, f"-> {target.host.user}@{target.host.address}:{target.host.port} "
+                             f"stacks {', '.join(per_target[target.name])}")
+    options = run.DeployOptions(profile=profile, timeout=int(timeout), dry=dry,
+                                environ=dict(os.environ))
+    results = run.deploy_all(targets, per_target, project, options, say)
+    _print_summary(results)
+    code = summary.exit_code(results)
+    if code:
+        failed = [r for r in results if not r.ok]
+        raise Exit("error: deploy failed on " + ", ".join(f"{r.host} ({r.reason})"
+                                                          for r in failed), code=code)
+
+
+def _print_summary(results: list[Any]) -> None:
+    from rich.table import Table
+
+    from infra.deploy import summary
+
+    out = console()
+    for result in results:
+        for line in result.details:
+            out.print(f"{result.host}: {line}", markup=False)
+    table = Table(title="Deploy")
+    for header in summary.HEADERS:
+        table.add_column(header)
+    colours = {summary.OK: "green", summary.UNCHANGED: "green", summary.FAILED: "red"}
+    for row, result in zip(summary.rows(results), results, strict=True):
+        colour = colours.get(result.result, "yellow")
+        table.add_row(row[0], row[1], f"[{colour}]{row[2]}[/{colour}]", *row[3:])
+    out.print(table)
+
+
+ROOT_TASKS.append(deploy)
