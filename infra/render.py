@@ -53,6 +53,9 @@ def template_context(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
     context: dict[str, Any] = dict(config.public)
     context.update(stack=stack, catalogue=catalogue, routes=cat.all_routes(catalogue),
                    mirror_registries=MIRROR_REGISTRIES)
+    from .deploy.wiring import template_helpers  # peer(), remote_routes: cross-host wiring
+
+    context.update(template_helpers(catalogue, config))
     return context
 
 

@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,13 +102,16 @@ def _sshd_config(host: Host, authorized: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _start_dockerd(host: Host) -> None:
+def _start_dockerd(host: Host, insecure_registries: Sequence[str] = (),
+                   data_root: Path | None = None) -> None:
     config = host.directory / "daemon.json"
-    config.write_text(json.dumps({}))
+    config.write_text(json.dumps({"insecure-registries": list(insecure_registries)}
+                                 if insecure_registries else {}))
     log = (host.directory / "dockerd.log").open("wb")
     host.dockerd = subprocess.Popen(  # nsenter, not `ip netns exec`: that remounts /sys
         ["nsenter", f"--net={host.netns_path}", "dockerd",
-         "--data-root", str(host.directory / "docker"), "--exec-root", f"/run/{host.name}-exec",
+         "--data-root", str(data_root or host.directory / "docker"),
+         "--exec-root", f"/run/{host.name}-exec",
          "--pidfile", f"/run/{host.name}-docker.pid", "-H", f"unix://{host.docker_socket}",
          "--config-file", str(config)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -121,6 +124,23 @@ def _start_dockerd(host: Host) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"dockerd for {host.name} did not answer")
+
+
+def clean_engine(host: Host) -> None:
+    """Remove every container, network and volume of a host's engine (images stay)."""
+    if not host.docker_socket or host.dockerd is None or host.dockerd.poll() is not None:
+        return
+    cli = ["docker", "-H", f"unix://{host.docker_socket}"]
+    ids = sh(*cli, "ps", "-aq", check=False).stdout.split()
+    if ids:
+        sh(*cli, "rm", "-f", "-v", *ids, check=False)
+    sh(*cli, "network", "prune", "-f", check=False)
+    sh(*cli, "volume", "prune", "-f", check=False)
+
+
+def stop_sshd(host: Host) -> None:
+    """Stop a host's sshd (the host is then unreachable: connection refused)."""
+    _stop(host.sshd)
 
 
 def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
@@ -136,8 +156,14 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
 
 @contextlib.contextmanager
 def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "10.77.0",
-                  dockerd: bool = False) -> Iterator[Lab]:
-    """``count`` hosts named <prefix>h1.. at <subnet>.2.. on bridge <prefix>br (<subnet>.1)."""
+                  dockerd: bool = False, insecure_registries: Sequence[str] = (),
+                  engine_cache: Path | None = None) -> Iterator[Lab]:
+    """``count`` hosts named <prefix>h1.. at <subnet>.2.. on bridge <prefix>br (<subnet>.1).
+
+    ``insecure_registries`` go into each engine's daemon.json (a registry on the bridge
+    address); ``engine_cache``: keep each engine's data root (pulled images) under this folder
+    across runs; containers, networks and volumes are removed in teardown either way.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     key = workdir / "id_ed25519"
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
@@ -168,7 +194,8 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
                 sh("ip", "netns", "exec", host.name, *command.split())
             if dockerd:
                 host.docker_socket = f"/run/{host.name}-docker.sock"
-                _start_dockerd(host)
+                _start_dockerd(host, insecure_registries,
+                               engine_cache / host.name if engine_cache else None)
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                str(host.directory / "ssh_host_ed25519_key"))
             config = host.directory / "sshd_config"
@@ -182,6 +209,8 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
     finally:
         for index, host in enumerate(lab.hosts, start=1):
             _stop(host.sshd)
+            with contextlib.suppress(Exception):  # no container may outlive (or restart with) it
+                clean_engine(host)
             _stop(host.dockerd, timeout=30)
             # what is left in the namespace came from its sshd (open sessions) or dockerd
             leftover = sh("ip", "netns", "pids", host.name, check=False).stdout.split()
@@ -193,3 +222,21 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
         for rule in lab.firewall_rules:
             sh("iptables", "-D", *rule, check=False)
         sh("ip", "link", "del", bridge, check=False)
+
+
+@contextlib.contextmanager
+def bridge_registry(root: Path, address: str, port: int, workdir: Path) -> Iterator[str]:
+    """docker-registry serving ``root`` on ``address:port`` (the bridge): the hosts' mirror."""
+    config = workdir / f"registry-{address}-{port}.yml"
+    config.write_text(f"version: 0.1\nlog: {{level: warn}}\n"
+                      f"storage: {{filesystem: {{rootdirectory: {root}}}}}\n"
+                      f"http: {{addr: {address}:{port}}}\n")
+    log = (workdir / f"registry-{port}.log").open("ab")
+    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_port(address, port, 15, process)  # type: ignore[arg-type]
+        yield f"{address}:{port}"
+    finally:
+        _stop(process)  # type: ignore[arg-type]
+        log.close()

@@ -1,0 +1,213 @@
+"""`deploy` over real SSH to network-namespace hosts, each with its own sshd and dockerd.
+
+One fleet per module (tests/support/hosts.py): two hosts on a bridge, a registry on the bridge
+address serving the test doubles (each engine trusts it as insecure), an inventory placing the
+real catalogue's zot stack on h1 and minio on h2, each host with its own DEPLOY_ROOT and
+DATA_ROOT (the filesystem is shared: private paths keep "uploads nothing" honest). Tests run
+in file order: parallel deploy through fab, a no-op second deploy, one host's sshd stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.project import load_project
+from tests.conftest import require, require_program
+from tests.support import e2e, hosts, images, registry
+
+pytestmark = pytest.mark.ssh
+SUBNET = "10.78.0"
+MIRROR_PORT = 45124
+PLACEMENT = {"h1": ["zot"], "h2": ["minio"]}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FAB = str(PROJECT_ROOT / ".venv" / "bin" / "fab")
+
+
+@dataclass
+class Fleet:
+    lab: hosts.Lab
+    workdir: Path
+    environ: dict[str, str]
+
+    def run(self, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(argv), cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              env=self.environ, stdin=subprocess.DEVNULL, timeout=timeout)
+
+    def invoke(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run(e2e.INVOKE, *args)
+
+    def host(self, name: str) -> hosts.Host:
+        return self.lab.hosts[int(name[1:]) - 1]
+
+    def docker(self, name: str, *args: str) -> str:
+        result = subprocess.run(["docker", "-H", f"unix://{self.host(name).docker_socket}",
+                                 *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def containers(self, name: str) -> dict[tuple[str, str], tuple[str, str]]:
+        """(project, service) -> (id, status) on one host's engine."""
+        out = self.docker(name, "ps", "-a", "--no-trunc", "--format",
+                          '{{.Label "com.docker.compose.project"}}\t'
+                          '{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.Status}}')
+        found = {}
+        for line in out.splitlines():
+            project, service, cid, status = line.split("\t")
+            found[(project, service)] = (cid, status)
+        return found
+
+    def deploy_root(self, name: str) -> Path:
+        return self.workdir / name / "deploy"
+
+
+def _push_doubles(workdir: Path) -> None:
+    """Every double into the shared registry root (cached: usually a no-op)."""
+    port = e2e.REGISTRY_PORT if e2e._port_free(e2e.REGISTRY_PORT) else registry.free_port()
+    with registry.local_registry(images.CACHE_DIR / "registry", port, config_dir=workdir):
+        environ = {"INFRA_ENV_DIR": str(workdir / "env"), "IMAGE_MIRROR": f"127.0.0.1:{port}",
+                   "BUILD_DIR": str(workdir / "build")}
+        images.ensure_doubles(load_project(None, environ=environ))
+
+
+def _inventory(lab: hosts.Lab, workdir: Path) -> str:
+    doc = {"hosts": {}}
+    for index, host in enumerate(lab.hosts, start=1):
+        name = f"h{index}"
+        doc["hosts"][name] = {
+            "address": host.address, "user": "root", "key": str(lab.key_file),
+            "docker_socket": host.docker_socket, "stacks": PLACEMENT[name],
+            "settings": {"DEPLOY_ROOT": str(workdir / name / "deploy"),
+                         "DATA_ROOT": str(workdir / name / "data")}}
+    return yaml.safe_dump(doc)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, docker_engine: str) -> Iterator[Fleet]:
+    require(os.geteuid() == 0, "root (network namespaces, host engines)")
+    for program in ("docker-registry", "nsenter", "ip", "dockerd", "busybox", "sshd"):
+        require_program(program if program != "sshd" else hosts.SSHD)
+    require(not hosts.available(), f"hosts harness ({hosts.available()})")
+    workdir = tmp_path_factory.mktemp("deploy")
+    env_dir = workdir / "env"
+    env_dir.mkdir()
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
+    _push_doubles(workdir)
+    mirror = f"{SUBNET}.1:{MIRROR_PORT}"
+    (env_dir / "e2e.env").write_text(f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
+    with hosts.network_hosts(2, workdir / "lab", prefix="sd", subnet=SUBNET, dockerd=True,
+                             insecure_registries=[mirror],
+                             engine_cache=images.CACHE_DIR / "deploy-engines") as lab, \
+            hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1", MIRROR_PORT,
+                                  workdir):
+        (env_dir / "inventory.yaml").write_text(_inventory(lab, workdir))
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "DOCKER_"))}
+        environ.update({"INFRA_ENV_DIR": str(env_dir), "INFRA_PROFILE": "e2e",
+                        "BUILD_DIR": str(workdir / "build"), "CERTS_DIR": str(workdir / "certs"),
+                        "COLUMNS": "200"})
+        yield Fleet(lab, workdir, environ)
+
+
+def test_fab_deploys_different_stacks_to_two_hosts_in_parallel(fleet: Fleet) -> None:
+    result = fleet.run(FAB, "-H", "h1,h2", "deploy")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    for name, stacks in PLACEMENT.items():
+        found = fleet.containers(name)
+        assert {project for project, _ in found} == set(stacks), (name, found)
+        for (_, service), (_, status) in found.items():
+            assert "(healthy)" in status or "Exited (0)" in status or "Up" in status, \
+                (name, service, status)
+        # what was uploaded is where the inventory says, rendered for this host
+        compose = yaml.safe_load((fleet.deploy_root(name) / "stacks" / stacks[0]
+                                  / "compose.yaml").read_text())
+        for service in compose["services"].values():
+            assert service["image"].startswith(f"{SUBNET}.1:{MIRROR_PORT}/")
+            for volume in service.get("volumes", []):
+                source = volume.split(":")[0]
+                assert not source.startswith("/") or source.startswith(
+                    (str(fleet.workdir / name), "/var/run/docker.sock")), volume
+    minio_secrets = fleet.deploy_root("h2") / "stacks" / "minio" / "secrets"
+    assert oct(minio_secrets.stat().st_mode & 0o777) == "0o700"
+    for secret in minio_secrets.iterdir():
+        assert oct(secret.stat().st_mode & 0o777) == "0o600", secret
+    # the summary: one row per host, both deployed; both hosts' work overlapped in time
+    assert "Deploy" in result.stdout and result.stdout.count("deployed") >= 2
+
+
+def summary_rows(stdout: str) -> dict[str, list[str]]:
+    """host -> [stacks, result, uploaded, time, reason] from the summary table."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 6 and cells[0] in PLACEMENT:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _remote_files(fleet: Fleet) -> dict[Path, tuple[int, str]]:
+    files = {}
+    for name in PLACEMENT:
+        for path in sorted((fleet.deploy_root(name)).rglob("*")):
+            if path.is_file():
+                files[path] = (path.stat().st_mtime_ns, oct(path.stat().st_mode))
+    return files
+
+
+def test_second_deploy_uploads_nothing_and_recreates_nothing(fleet: Fleet) -> None:
+    def ids() -> dict[str, dict[tuple[str, str], str]]:
+        return {n: {k: v[0] for k, v in fleet.containers(n).items()} for n in PLACEMENT}
+
+    before = ids()
+    files = _remote_files(fleet)
+    assert files
+    result = fleet.invoke("deploy", "--host", "h1", "--host", "h2")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert not re.search(r"uploaded \d+ file", result.stdout)  # no transfer for either host
+    rows = summary_rows(result.stdout)
+    assert rows["h1"][1:3] == ["unchanged", "0"] and rows["h2"][1:3] == ["unchanged", "0"], rows
+    assert _remote_files(fleet) == files
+    assert ids() == before
+
+
+def test_dry_deploy_shows_what_would_be_uploaded(fleet: Fleet) -> None:
+    target = fleet.deploy_root("h1") / "stacks" / "zot" / "config.json"
+    original = target.read_text()
+    target.write_text(original + " ")
+    try:
+        result = fleet.invoke("deploy", "--host", "h1", "--dry")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"would upload {target}" in result.stdout
+        assert target.read_text() == original + " "  # nothing touched
+    finally:
+        target.write_text(original)
+
+
+def test_a_dead_host_is_named_and_the_other_still_deploys(fleet: Fleet) -> None:
+    removed = fleet.containers("h1")[("zot", "zot")][0]
+    fleet.docker("h1", "rm", "-f", removed)
+    hosts.stop_sshd(fleet.host("h2"))
+    result = fleet.invoke("deploy", "--all")
+    assert result.returncode != 0
+    assert "connection refused" in result.stdout + result.stderr
+    assert "h2" in result.stderr  # the exit message names the dead host
+    recreated = fleet.containers("h1")[("zot", "zot")]
+    assert recreated[0] != removed and "Up" in recreated[1]
+    rows = summary_rows(result.stdout)
+    assert rows["h1"][1] == "deployed", result.stdout
+    assert rows["h2"][1] == "failed" and "connection refused" in rows["h2"][-1], rows
+
+
+def test_fab_status_over_ssh_names_the_hosts_stacks(fleet: Fleet) -> None:
+    result = fleet.run(FAB, "-H", "h1", "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "zot" in result.stdout and "running" in result.stdout
+    assert "minio" not in result.stdout  # only the stacks placed on h1
