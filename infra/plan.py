@@ -99,3 +99,25 @@ def mermaid(catalogue: cat.Catalogue) -> str:
         label += " (SSO)" if route.auth == "sso" else " (public)"
         lines.append(f'    svc_{_node(source.name)} -->|"{label}"| svc_{_node(service.name)}')
     return "\n".join(lines) + "\n"
+
+
+PLACEMENT_HEADERS: Row = ("stack", "host", "address", "notes")
+
+
+def placement_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
+    """Where each stack runs (env/inventory.yaml; placed nowhere: this machine) and what
+    cannot be wired across hosts (a routed port another host does not publish)."""
+    from .deploy.wiring import build_wiring
+    from .inventory import load_inventory
+
+    inventory = load_inventory(config.env_dir, catalogue.names(), list(config.settings))
+    wiring = build_wiring(catalogue, inventory, config)
+    unreachable = wiring.unreachable_routes()
+    rows: list[Row] = []
+    for name in _ordered(catalogue):
+        host = wiring.placement.get(name, "")
+        notes = [u for u in unreachable if f" {name}/" in u]
+        rows.append((name, host or "this machine", inventory.hosts[host].address if host
+                     else (config.get("DEPLOY_LOCAL_ADDRESS") or "-"),
+                     "; ".join(notes) or "-"))
+    return rows

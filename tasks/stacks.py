@@ -55,6 +55,8 @@ def plan(c: Any, format: str = "table", profile: str = "") -> None:
         ("Volumes and owners", views.VOLUME_HEADERS, views.volume_rows(catalogue, config)),
         ("Hostnames (Traefik)", views.ROUTE_HEADERS, views.route_rows(catalogue)),
         ("Published ports", views.PORT_HEADERS, views.port_rows(catalogue, config)),
+        ("Placement (env/inventory.yaml; `invoke deploy`)", views.PLACEMENT_HEADERS,
+         views.placement_rows(catalogue, config)),
     ]
     out = console()
     for title, headers, rows in sections:

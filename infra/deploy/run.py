@@ -72,6 +72,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     project = load_project(options.profile or None, environ=environ)
     config = project.config
     rendered = render_stacks(project, names=list(stacks), write=not options.dry)
+    say(target.name, f"rendered {', '.join(stacks)} for {remote.root} "
+                     f"({time.monotonic() - begin:.1f}s)")
     files = [f for name in stacks
              for f in upload.stack_files(remote.stack_dir(name), rendered[name].files)]
     files += certificate_files(rendered, remote, base.config.path("CERTS_DIR"))
@@ -127,6 +129,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                          f"({up_plan.steps[name].reason})")
         outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
                                        up_plan.steps[name], helper, timeout)
+        say(target.name, f"{name}: {outcome.status} ({time.monotonic() - begin:.1f}s)")
         if outcome.status == schedule.HEALTHY:
             with lock:
                 state.record_stack(config.build_dir, name,

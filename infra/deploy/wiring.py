@@ -86,9 +86,10 @@ class Wiring:
         for stack, service, route, router in self._routes():
             if not route.port or self.same_host(stack.name):
                 continue
-            if not any(p.target == route.port for p in service.ports):
-                continue  # reported by unreachable_routes(); Traefik cannot reach it
-            address, published = self.published(stack, service, route.port)
+            try:
+                address, published = self.published(stack, service, route.port)
+            except ConfigError:
+                continue  # not published, or only on loopback: see unreachable_routes()
             routes.append({
                 "name": f"{router}-remote", "rule": route_rule(route),
                 "url": f"{route.scheme}://{address}:{published}", "stack": stack.name,
@@ -102,10 +103,11 @@ class Wiring:
         """Routes on another host than Traefik whose port that host does not publish."""
         found = []
         for stack, service, route, _ in self._routes():
-            if route.port and not self.same_host(stack.name) and \
-                    not any(p.target == route.port for p in service.ports):
-                found.append(f"{route.host} ({stack.name}/{service.name}:{route.port} on "
-                             f"{self.where(stack.name)}: port not published)")
+            if route.port and not self.same_host(stack.name):
+                try:
+                    self.published(stack, service, route.port)
+                except ConfigError as exc:
+                    found.append(f"{route.host}: {exc.problems[0].message}")
         return found
 
     def _routes(self) -> list[tuple[Stack, Service, Route, str]]:

@@ -1,0 +1,112 @@
+"""Deploy cost: the same stack to 1 host, then to 4 hosts in one parallel deploy.
+
+Namespace hosts with their own sshd and dockerd (tests/support/hosts.py), the test doubles
+served by a registry on the bridge address, the catalogue's zot stack (and its ownership fix
+and HTTP health probe). Each measured deploy starts from clean hosts (no containers, no
+uploaded files, no run state) after one warm-up deploy (images pulled into every engine), so
+it measures render + upload + bring-up, not image pulls. Target: 4 hosts <= 1.5 x one host.
+The inventory places a stack on one host only, so this drives the core (infra.deploy.run)
+with four targets that each hold zot, as `invoke deploy` does with its inventory.
+Needs root. Usage: .venv/bin/python bench/deploy.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from infra.deploy import run
+from infra.deploy.targets import Target
+from infra.inventory import Host
+from infra.project import load_project
+from tests.support import hosts, images
+from tests.test_deploy_ssh import MIRROR_PORT, PROJECT_ROOT, SUBNET, _push_doubles
+
+STACK = "zot"
+
+
+def targets(lab: hosts.Lab, workdir: Path, count: int) -> list[Target]:
+    chosen = []
+    for index, host in enumerate(lab.hosts[:count], start=1):
+        settings = {"DEPLOY_ROOT": str(workdir / f"h{index}" / "deploy"),
+                    "DATA_ROOT": str(workdir / f"h{index}" / "data")}
+        chosen.append(Target(f"h{index}", Host(
+            f"h{index}", host.address, "root", 22, str(lab.key_file), host.docker_socket,
+            False, (STACK,), settings)))
+    return chosen
+
+
+def reset(lab: hosts.Lab, workdir: Path) -> None:
+    for index, host in enumerate(lab.hosts, start=1):
+        hosts.clean_engine(host)
+        shutil.rmtree(workdir / f"h{index}", ignore_errors=True)
+    shutil.rmtree(workdir / "build", ignore_errors=True)
+
+
+VERBOSE = os.environ.get("BENCH_VERBOSE") == "1"
+START = time.perf_counter()
+
+
+def say(host: str, message: str) -> None:
+    if VERBOSE:
+        print(f"{time.perf_counter() - START:7.2f} {host} {message}", flush=True)
+
+
+def deploy(lab: hosts.Lab, workdir: Path, count: int) -> float:
+    chosen = targets(lab, workdir, count)
+    project = load_project("bench")
+    options = run.DeployOptions(profile="bench", environ=dict(os.environ))
+    begin = time.perf_counter()
+    results = run.deploy_all(chosen, {t.name: [STACK] for t in chosen}, project, options,
+                             say)
+    elapsed = time.perf_counter() - begin
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise SystemExit(f"deploy failed: {bad}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sy-bench-deploy-") as tmp:
+        workdir = Path(tmp)
+        env_dir = workdir / "env"
+        env_dir.mkdir()
+        shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
+        _push_doubles(workdir)
+        mirror = f"{SUBNET}.1:{MIRROR_PORT}"
+        (env_dir / "bench.env").write_text(f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
+        os.environ.update({"INFRA_ENV_DIR": str(env_dir), "BUILD_DIR": str(workdir / "build")})
+        with hosts.network_hosts(4, workdir / "lab", prefix="sb", subnet=SUBNET, dockerd=True,
+                                 insecure_registries=[mirror],
+                                 engine_cache=images.CACHE_DIR / "bench-engines") as lab, \
+                hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1",
+                                      MIRROR_PORT, workdir):
+            warm = deploy(lab, workdir, 4)
+            print(f"warm-up (pulls into 4 engines): {warm:.1f}s")
+            figures: dict[int, list[float]] = {1: [], 4: []}
+            for _ in range(args.rounds):
+                for count in (1, 4):
+                    reset(lab, workdir)
+                    figures[count].append(deploy(lab, workdir, count))
+            reset(lab, workdir)
+    one, four = statistics.median(figures[1]), statistics.median(figures[4])
+    for count, median in ((1, one), (4, four)):
+        runs = [round(x, 2) for x in figures[count]]
+        print(f"deploy {STACK} to {count} host(s): median {median:.2f}s  runs {runs}")
+    ratio = four / one
+    print(f"ratio 4/1: {ratio:.2f} (target <= 1.5): {'OK' if ratio <= 1.5 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The deploy core without hosts: targets, remote layout, upload plan, wiring, failure reasons."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.deploy import layout, summary, upload
+from infra.deploy.targets import resolve_targets, stacks_per_target
+from infra.errors import ConfigError
+from infra.inventory import parse_inventory
+from infra.project import load_project
+
+pytestmark = pytest.mark.unit
+STACKS = ["traefik", "auth", "minio", "zot", "monitoring", "media"]
+INVENTORY = """
+hosts:
+  media-box:
+    address: 10.0.0.20
+    user: deploy
+    port: 2222
+    key: /keys/id
+    docker_socket: /run/user/1000/docker.sock
+    rootless: true
+    stacks: [media]
+  monitor-box:
+    address: 10.0.0.21
+    stacks: [monitoring, zot]
+    settings: {BIND_ADDRESS: 10.0.0.21}
+  storage-box:
+    address: 10.0.0.22
+    stacks: [minio]
+    settings: {BIND_ADDRESS: 0.0.0.0}
+"""
+
+
+def inventory(text: str = INVENTORY):
+    return parse_inventory(yaml.safe_load(text), "inventory.yaml", STACKS,
+                           ["BIND_ADDRESS", "DATA_ROOT", "DEPLOY_ROOT"])
+
+
+def test_hosts_resolve_by_name_address_and_plain_ssh_target() -> None:
+    media, by_address, plain = resolve_targets(inventory(), ["media-box", "admin@10.0.0.21",
+                                                             "other.lan:2200"])
+    assert media.connection_kwargs()["host"] == "10.0.0.20"
+    assert media.connection_kwargs()["port"] == 2222 and media.host.user == "deploy"
+    assert media.connection_kwargs()["connect_kwargs"] == {"key_filename": "/keys/id"}
+    assert media.run_env() == {"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}
+    assert by_address.name == "monitor-box" and by_address.host.user == "admin"
+    assert not plain.in_inventory and plain.host.port == 2200 and plain.stacks == ()
+    assert [t.name for t in resolve_targets(inventory(), [], every=True)] == [
+        "media-box", "monitor-box", "storage-box"]
+
+
+def test_stacks_per_target_filters_by_stack_and_explains_mistakes() -> None:
+    targets = resolve_targets(inventory(), [], every=True)
+    assert stacks_per_target(targets, [], STACKS)["monitor-box"] == ["monitoring", "zot"]
+    assert stacks_per_target(targets, ["zot"], STACKS) == {"monitor-box": ["zot"]}
+    with pytest.raises(ConfigError, match=r"not in env/inventory\.yaml"):
+        stacks_per_target(resolve_targets(inventory(), ["elsewhere"]), [], STACKS)
+    with pytest.raises(ConfigError, match="placed on none of media-box"):
+        stacks_per_target(resolve_targets(inventory(), ["media-box"]), ["zot"], STACKS)
+    with pytest.raises(ConfigError, match="no host given"):
+        resolve_targets(inventory(), [])
+
+
+def test_remote_layout_defaults_per_user() -> None:
+    assert layout.deploy_root("", "/root", "0") == "/opt/stackyard"
+    assert layout.deploy_root("", "/home/deploy", "1000") == "/home/deploy/.stackyard"
+    assert layout.deploy_root("~/apps/sy", "/home/d", "1000") == "/home/d/apps/sy"
+    remote = layout.RemoteLayout("/opt/stackyard")
+    host = inventory().hosts["media-box"]
+    assert layout.data_root("data", host, remote) == "/opt/stackyard/data"
+    assert layout.data_root("/mnt/data", host, remote) == "/mnt/data"
+
+
+def test_upload_plan_from_real_sha256sum(tmp_path: Path) -> None:
+    stack_dir = tmp_path / "stacks" / "zot"
+    files = upload.stack_files(str(stack_dir), {"compose.yaml": "a\n", "config.json": "{}\n",
+                                                "secrets/zot.env": "X=1\n"})
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "compose.yaml").write_text("a\n")  # same
+    (stack_dir / "config.json").write_text("old\n")  # changed
+    (stack_dir / "stale.txt").write_text("gone\n")  # no longer rendered
+    command = upload.checksum_command([str(stack_dir), str(tmp_path / "missing")])
+    listed = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    plan = upload.plan_upload(files, upload.parse_checksums(listed.stdout), [str(stack_dir)])
+    assert [Path(f.remote_path).name for f in plan.upload] == ["config.json", "zot.env"]
+    assert plan.delete == [str(stack_dir / "stale.txt")] and plan.unchanged == 1
+    assert {Path(f.remote_path).name: f.mode for f in files}["zot.env"] == 0o600
+    assert upload.is_secret("ingress-key.pem") and not upload.is_secret("ca.pem")
+    same = upload.plan_upload(files[:1], upload.parse_checksums(listed.stdout), [])
+    assert same.changes_nothing
+
+
+def test_refused_connection_is_named(tmp_path: Path) -> None:
+    from fabric import Connection
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conn = Connection("127.0.0.1", port=port, connect_timeout=3)
+    with pytest.raises(Exception) as caught:
+        conn.run("true", hide=True)
+    assert summary.classify(caught.value).startswith("connection refused")
+
+
+def test_summary_rows_and_exit_code() -> None:
+    ok = summary.HostResult("a", ("zot",), summary.UNCHANGED, 1.234)
+    bad = summary.HostResult("b", ("media",), summary.FAILED, 0.5, "auth failed: ...")
+    assert summary.rows([ok, bad]) == [("a", "zot", "unchanged", "0", "1.2s", "-"),
+                                       ("b", "media", "failed", "0", "0.5s", "auth failed: ...")]
+    assert summary.exit_code([ok]) == 0 and summary.exit_code([ok, bad]) == 1
+
+
+def _render(env_dir: Path, stack: str, host: str = "") -> dict[str, str]:
+    from infra.render import render_stacks
+
+    environ = {"INFRA_ENV_DIR": str(env_dir), "DEPLOY_HOST": host}
+    project = load_project(None, environ=environ)
+    return render_stacks(project, [stack], write=False)[stack].files
+
+
+def test_peer_is_container_dns_without_an_inventory(env_dir: Path) -> None:
+    files = _render(env_dir, "monitoring")
+    assert "endpoint: minio:9000" in files["mimir/config.yaml"]
+    assert '"__address__" = "zot:5000"' in files["alloy/config.alloy"]
+
+
+def test_peer_on_another_host_uses_its_address_and_published_port(env_dir: Path) -> None:
+    (env_dir / "inventory.yaml").write_text(INVENTORY)
+    files = _render(env_dir, "monitoring", host="monitor-box")
+    assert "endpoint: 10.0.0.22:9000" in files["mimir/config.yaml"]  # MINIO_API_PORT there
+    assert "endpoint: 10.0.0.22:9000" in files["loki/loki-config.yaml"]
+    assert '"__address__" = "zot:5000"' in files["alloy/config.alloy"]  # same host
+
+
+def test_peer_refuses_a_loopback_only_peer(env_dir: Path) -> None:
+    (env_dir / "inventory.yaml").write_text(INVENTORY.replace("{BIND_ADDRESS: 0.0.0.0}", "{}"))
+    with pytest.raises(ConfigError, match="BIND_ADDRESS"):
+        _render(env_dir, "monitoring", host="monitor-box")
+
+
+def test_traefik_routes_to_stacks_on_other_hosts_through_published_ports(env_dir: Path
+                                                                         ) -> None:
+    (env_dir / "inventory.yaml").write_text(INVENTORY)
+    dynamic = yaml.safe_load(_render(env_dir, "traefik")["dynamic/stackyard.yml"])
+    routers, services = dynamic["http"]["routers"], dynamic["http"]["services"]
+    # zot on monitor-box publishes ZOT_PORT: routed there; grafana publishes GRAFANA_PORT
+    assert services["zot-remote"]["loadBalancer"]["servers"] == [{"url": "http://10.0.0.21:5000"}]
+    assert routers["grafana-remote"]["middlewares"] == ["authentik@file"]
+    assert routers["grafana-remote-outpost"]["service"] == "authentik-outpost"
+    assert services["grafana-remote"]["loadBalancer"]["servers"][0]["url"] == \
+        "http://10.0.0.21:3000"
+    # sonarr (media-box) publishes nothing, plex only on 127.0.0.1 there: no router, and
+    # the placement view says why
+    assert "sonarr-remote" not in routers and "plex-remote" not in routers
+    # authentik runs with Traefik on this machine: container DNS as before
+    assert dynamic["http"]["services"]["authentik-outpost"]["loadBalancer"]["servers"] == [
+        {"url": "http://authentik-server:9000"}]
