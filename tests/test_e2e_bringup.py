@@ -67,9 +67,9 @@ def test_all_six_stacks_come_up_healthy(lab: e2e.Lab) -> None:
     result = lab.first_up  # type: ignore[attr-defined]
     e2e.assert_all_healthy(lab, result)
     assert "Routed URLs" in result.stdout
-    for _, service in ((s, r) for st in lab.project.catalogue.stacks.values()
-                       for s, r in st.routes):
-        assert service.name in result.stdout
+    for stack in lab.project.catalogue.stacks.values():
+        for service, _ in stack.routes:
+            assert service.name in result.stdout
 
 
 def test_stacks_started_after_their_dependencies(lab: e2e.Lab) -> None:
@@ -150,6 +150,21 @@ def test_mimir_balancer_serves_our_config_in_front_of_three_nodes(lab: e2e.Lab) 
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     conf = lab.docker("exec", "monitoring-mimir-lb-1", "cat", "/etc/nginx/nginx.conf")
     assert "server mimir-1:8080" in conf and "listen 9009" in conf
+
+
+def test_day_two_commands(lab: e2e.Lab) -> None:
+    ps = lab.invoke("ps", "--stack", "auth")
+    assert ps.returncode == 0 and "auth-postgresql-1" in ps.stdout, ps.stderr
+    logs = lab.invoke("logs", "--service", "loki", "--tail", "3")
+    assert logs.returncode == 0, logs.stderr
+    assert "loki-1" in logs.stdout and "zot-1" not in logs.stdout
+    assert len([line for line in logs.stdout.splitlines() if "loki-1" in line]) <= 3
+    before = lab.containers()[("zot", "zot")]
+    restart = lab.invoke("restart", "--stack", "zot")
+    assert restart.returncode == 0, restart.stderr
+    after = lab.containers()[("zot", "zot")]
+    assert after["id"] == before["id"] and after["state"] == "running"
+    assert "Up" in after["status"] and "second" in after["status"]
 
 
 def _psql(lab: e2e.Lab, sql: str) -> str:
