@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError, Problem
 from .secrets import SecretSpec
+from .yamlfile import read_yaml
 
 AUTH_MODES = ("sso", "public")
 
@@ -145,17 +146,9 @@ def stacks_dir(project_root: Path) -> Path:
 
 def load_raw(directory: Path) -> dict[str, dict[str, Any]]:
     """Read every stacks/<name>/stack.yaml; returns name -> document, sorted by name."""
-    import yaml
-
     raw: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.glob("*/stack.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise ConfigError(Problem(f"invalid YAML: {getattr(exc, 'problem', exc)}",
-                                      file=str(path), line=(mark.line + 1) if mark else 0,
-                                      fix="correct the YAML syntax")) from exc
+        doc = read_yaml(path)
         name = doc.get("name", path.parent.name)
         if name != path.parent.name:
             raise ConfigError(Problem(f"name {name!r} differs from its folder",

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError, Problem
 from .settings import DOMAIN_RE, check_value
+from .yamlfile import read_yaml
 
 INVENTORY_FILE = "inventory.yaml"
 HOST_KEYS = ("address", "user", "port", "key", "docker_socket", "rootless", "stacks", "settings")
@@ -70,16 +71,7 @@ def load_inventory(env_dir: Path, stacks: Iterable[str], known_settings: Iterabl
     path = env_dir / INVENTORY_FILE
     if not path.is_file():
         return Inventory({})
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(Problem(f"invalid YAML: {getattr(exc, 'problem', exc)}",
-                                  file=str(path), line=(mark.line + 1) if mark else 0,
-                                  fix="correct the YAML syntax")) from exc
-    return parse_inventory(doc, str(path), list(stacks), list(known_settings))
+    return parse_inventory(read_yaml(path), str(path), list(stacks), list(known_settings))
 
 
 def parse_inventory(doc: Any, file: str, stacks: list[str], known_settings: list[str]

@@ -1,0 +1,21 @@
+"""YAML input files read with errors that point at the file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Problem
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse ``path``; a syntax error becomes a ConfigError naming file:line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(Problem(f"invalid YAML: {getattr(exc, 'problem', exc)}",
+                                  file=str(path), line=(mark.line + 1) if mark else 0,
+                                  fix="correct the YAML syntax")) from exc
