@@ -33,29 +33,6 @@ def _helper_image(project: Project) -> str:
     return mirrored(project.config["HELPER_IMAGE"], project.config.get("IMAGE_MIRROR"))
 
 
-def _ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
-    """Create missing CA and certificates (helper-1's PKI core); returns what it did or would do.
-
-    Hook kept separate so `up` needs no cfssl when nothing is missing.
-    """
-    from infra import pki
-
-    spec = pki.pki_spec(project.config)
-    plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
-    if plan.problems:
-        from infra.errors import ConfigError
-
-        raise ConfigError(list(plan.problems))
-    done = [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
-    if plan.steps and not dry:
-        paths = pki.cert_paths(project.config)
-        cfssl = pki.Cfssl()
-        pki.write_rendered(pki.render_cfssl_files(project.config, spec), paths.rendered_dir)
-        pki.apply_plan(plan, spec, cfssl, paths.rendered_dir)
-        pki.write_chains(spec)
-    return done
-
-
 def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool
              ) -> tuple[list[str], dict[str, Any], UpPlan]:
     from infra.bringup import facts, plan, session, state
@@ -84,7 +61,9 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
 
     project = load(profile)
     out = console()
-    cert_steps = _ensure_certificates(c, project, dry)
+    from infra.bringup.certificates import ensure_certificates
+
+    cert_steps = ensure_certificates(c, project, dry)
     names, prepared, up_plan = _plan_up(c, project, stack or None, no_deps, dry)
     config = project.config
     helper = _helper_image(project)

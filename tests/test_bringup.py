@@ -347,3 +347,26 @@ def test_probe_script_reports_each_service(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert results["good"].healthy and not results["bad"].healthy
     assert "404" in results["bad"].detail or "Not Found" in results["bad"].detail
+
+
+@pytest.mark.tools
+def test_certificates_are_created_once_then_not_checked_again(tmp_path: Path) -> None:
+    from invoke import Config, Context
+
+    from infra.bringup.certificates import ensure_certificates
+
+    require_program("cfssl")
+    project = load(tmp_path)
+    context = Context(Config(overrides={"run": {"in_stream": False}}))
+    created = ensure_certificates(context, project, dry=False)
+    assert any("root" in line for line in created)
+
+    class NoShell:
+        def run(self, command: str, **_: object) -> None:
+            raise AssertionError(f"ran {command!r}: nothing changed, nothing to check")
+
+    assert ensure_certificates(NoShell(), project, dry=False) == []
+    leaf = project.config.path("CERTS_DIR") / "ingress.pem"
+    os.utime(leaf, ns=(leaf.stat().st_atime_ns, leaf.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="ran"):  # a changed file is checked again
+        ensure_certificates(NoShell(), project, dry=False)

@@ -1,0 +1,64 @@
+"""`up` creates missing certificates (helper of infra.pki), cheaply when nothing changed.
+
+Checking every certificate runs openssl several times (~0.6 s). A fingerprint of the settings,
+the routed names and the PEM files (size, mtime), recorded after a full check, lets a no-op
+`up` skip that: any change of settings, names or files triggers the full check again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..fsutil import atomic_write, sha256_hex
+
+if TYPE_CHECKING:
+    from ..project import Project
+
+FINGERPRINT_FILE = "certificates.checked"
+
+
+def fingerprint(project: Project) -> str | None:
+    """Every public setting, every routed host name and every PEM file's size and mtime.
+
+    Cheaper than ``pki.pki_spec`` (which resolves the catalogue again): any change in what
+    the certificates could depend on makes the fingerprint differ. None: no certificates yet.
+    """
+    from ..catalogue import all_routes
+
+    certs_dir = project.config.path("CERTS_DIR")
+    files = sorted(certs_dir.glob("*.pem")) if certs_dir.is_dir() else []
+    if not files:
+        return None
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    hosts = sorted({route.host for _, _, route in all_routes(project.catalogue)})
+    return sha256_hex(json.dumps([sorted(project.config.public.items()), hosts, stats]))
+
+
+def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
+    """Create the missing CA and certificates; returns what it did (or would do)."""
+    from .. import pki
+    from ..errors import ConfigError
+
+    config = project.config
+    marker = config.build_dir / FINGERPRINT_FILE
+    before = fingerprint(project)
+    if before and marker.is_file() and marker.read_text().strip() == before:
+        return []
+    spec = pki.pki_spec(config)
+    plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
+    if plan.problems:
+        raise ConfigError(list(plan.problems))
+    done = [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
+    if dry:
+        return done
+    if plan.steps:
+        paths = pki.cert_paths(config)
+        cfssl = pki.Cfssl()
+        pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
+        pki.apply_plan(plan, spec, cfssl, paths.rendered_dir)
+        pki.write_chains(spec)
+    after = fingerprint(project)
+    if after:
+        atomic_write(marker, after + "\n")
+    return done
