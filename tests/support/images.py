@@ -299,7 +299,7 @@ def _context(spec: DoubleSpec, base: str, directory: Path, broken: bool, puid: s
                   " && chown 70:70 /var/run/postgresql && chmod 3777 /var/run/postgresql",
                   "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:"
                   "/usr/sbin:/usr/bin:/sbin:/bin",
-XX
+                  "USER 70:70", 'ENTRYPOINT ["/double/postgres-run"]']
     elif spec.kind == "nginx":
         lines += [BUSYBOX_LINKS, 'ENTRYPOINT ["nginx", "-g", "daemon off;"]']
     elif spec.kind == "registry":
