@@ -55,4 +55,25 @@ def bench(c):
         c.run(f"{sys.executable} {script}")
 
 
-ROOT_TASKS = [setup, test, bench]
+README_BEGIN, README_END = "<!-- tasks:begin -->", "<!-- tasks:end -->"
+
+
+def readme_with_task_list(readme: str, listing: str) -> str:
+    """README text with the block between the task markers replaced by ``listing``."""
+    head, _, rest = readme.partition(README_BEGIN)
+    _, _, tail = rest.partition(README_END)
+    return f"{head}{README_BEGIN}\n```text\n{listing.rstrip()}\n```\n{README_END}{tail}"
+
+
+@infra_task
+def docs(c):
+    """Refresh README.md's task list from `invoke --list` (what the tests compare it with)."""
+    from infra.fsutil import atomic_write
+
+    listing = c.run(f"{sys.executable} -m invoke --list", hide=True).stdout
+    readme = Path("README.md")
+    changed = atomic_write(readme, readme_with_task_list(readme.read_text(), listing))
+    console().print("README.md task list " + ("updated" if changed else "already current"))
+
+
+ROOT_TASKS = [setup, test, bench, docs]
