@@ -162,3 +162,34 @@ def test_traefik_routes_to_stacks_on_other_hosts_through_published_ports(env_dir
     # authentik runs with Traefik on this machine: container DNS as before
     assert dynamic["http"]["services"]["authentik-outpost"]["loadBalancer"]["servers"] == [
         {"url": "http://authentik-server:9000"}]
+
+
+def test_rootless_host_needs_the_engine_owner_as_login() -> None:
+    sock = "/run/user/1001/docker.sock"
+    assert layout.rootless_login_problem("rl", "", "0", "") == ""  # not rootless: no check
+    assert layout.rootless_login_problem("rl", sock, "1001", "1001 alice") == ""
+    wrong = layout.rootless_login_problem("rl", sock, "0", "1001 alice")
+    assert "belongs to alice (uid 1001)" in wrong and "login is uid 0" in wrong
+    assert "set `user: alice` for rl in env/inventory.yaml" in wrong and "\n" not in wrong
+    unknown = layout.rootless_login_problem("rl", sock, "0", "1001 UNKNOWN")
+    assert "set `user: 1001`" in unknown
+    unseen = layout.rootless_login_problem("rl", sock, "1002", "")
+    assert "not visible to the SSH login (uid 1002)" in unseen and "host.rootless" in unseen
+
+
+def test_login_probe_reads_the_socket_owner_through_a_real_shell(tmp_path: Path) -> None:
+    import os
+
+    from invoke import Context
+
+    from infra.deploy.run import probe_login
+
+    path = tmp_path / "engine dir" / "docker.sock"  # a space: the path must be quoted
+    path.parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        home, uid, owner = probe_login(Context(), str(path))
+    assert home == os.environ["HOME"] and uid == str(os.getuid())
+    assert owner.split()[0] == str(os.getuid())
+    assert probe_login(Context(), str(tmp_path / "missing.sock"))[2] == ""
+    assert probe_login(Context())[1:] == (str(os.getuid()), "")

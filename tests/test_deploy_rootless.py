@@ -180,3 +180,28 @@ def test_second_deploy_uploads_nothing_and_recreates_nothing(
     assert row[2:4] == ["unchanged", "0"], result.stdout
     assert {path: path.stat().st_mtime_ns for path in files} == files
     assert {key: value[0] for key, value in rootless_host.containers().items()} == before
+
+
+
+def test_root_login_to_the_rootless_engine_is_refused_before_any_upload(
+        rootless_host: RootlessHost) -> None:
+    """Seen without the check: 6 files uploaded as root, then the ownership fix failed with
+    "mkdir: cannot create directory 'zot': Permission denied" (the engine's root is the user,
+    DATA_ROOT belonged to root) and root's 0600 secrets were unreadable to the engine."""
+    inventory = Path(rootless_host.environ["INFRA_ENV_DIR"]) / "inventory.yaml"
+    original = inventory.read_text()
+    document = yaml.safe_load(original)
+    root_dir = rootless_host.deploy_root.parent / "as-root"  # goes with the user's home
+    document["hosts"]["rl"]["user"] = "root"
+    document["hosts"]["rl"]["settings"]["DEPLOY_ROOT"] = str(root_dir)
+    inventory.write_text(yaml.safe_dump(document))
+    try:
+        result = rootless_host.run(FAB, "-H", "rl", "deploy")
+    finally:
+        inventory.write_text(original)
+    assert result.returncode != 0
+    name = rootless_host.user.name
+    assert (f"belongs to {name} (uid {rootless_host.user.uid}) but the SSH login is uid 0"
+            in result.stderr), result.stdout[-3000:] + result.stderr
+    assert f"set `user: {name}` for rl" in result.stdout + result.stderr
+    assert not root_dir.exists()  # nothing uploaded, no DATA_ROOT made

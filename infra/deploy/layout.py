@@ -72,3 +72,28 @@ def host_environ(environ: Mapping[str, str], host: Host, local_build: Path,
 
 def local_build_dir(build_dir_setting: Path) -> Path:
     return Path(os.path.abspath(build_dir_setting))
+
+
+def rootless_login_problem(host: str, socket: str, login_uid: str, socket_owner: str) -> str:
+    """Why a rootless host cannot be deployed through this SSH login ('' when it can).
+
+    A rootless engine belongs to its socket's owner, and its containers' root is that user:
+    what another login (root, say) uploads, such as 0600 secrets, or the DATA_ROOT it creates,
+    is neither readable nor writable from the engine (the ownership fix then fails with
+    "Permission denied"). ``socket_owner``: ``stat -c '%u %U'`` of the socket, '' if unseen.
+    """
+    if not socket:
+        return ""
+    if not socket_owner:
+        return (f"rootless engine socket {socket} is not visible to the SSH login "
+                f"(uid {login_uid}): start the engine as its user (fab -H {host} "
+                f"host.rootless) and log in as that user, or fix docker_socket for {host} in "
+                "env/inventory.yaml")
+    owner_uid, _, owner_name = socket_owner.strip().partition(" ")
+    owner_name = "" if owner_name == "UNKNOWN" else owner_name  # stat: no such user
+    if owner_uid == login_uid:
+        return ""
+    return (f"rootless engine {socket} belongs to {owner_name or owner_uid} (uid {owner_uid}) "
+            f"but the SSH login is uid {login_uid}: its containers could not read what this "
+            f"login uploads nor write DATA_ROOT; fix: set `user: {owner_name or owner_uid}` "
+            f"for {host} in env/inventory.yaml")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +45,17 @@ def connect(target: Target, timeout: int = 10) -> Any:
     return conn
 
 
+def probe_login(conn: Any, socket: str = "") -> tuple[str, str, str]:
+    """The login's HOME and uid (also the connection check) and, for a rootless host, its
+    engine socket's owner as ``<uid> <name>`` ('' when the login cannot see the socket)."""
+    command = 'printf "%s\\n%s\\n" "$HOME" "$(id -u)"'
+    if socket:
+        command += f"; stat -c '%u %U' {shlex.quote(socket)} 2>/dev/null || true"
+    probe = conn.run(command, hide=True, in_stream=False)
+    home, uid, owner = [*probe.stdout.splitlines(), "", "", ""][:3]
+    return home, uid, owner
+
+
 def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                 options: DeployOptions, say: Say) -> summary.HostResult:
     """Deploy ``stacks`` to one host; never raises: every failure becomes the result."""
@@ -62,8 +74,11 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     from ..project import load_project
     from ..render import render_stacks
 
-    probe = conn.run('printf "%s\\n%s\\n" "$HOME" "$(id -u)"', hide=True, in_stream=False)
-    home, uid = [*probe.stdout.splitlines(), "", ""][:2]
+    socket = target.host.docker_socket if target.host.rootless else ""
+    home, uid, owner = probe_login(conn, socket)
+    problem = lay.rootless_login_problem(target.name, socket, uid, owner)
+    if problem:
+        raise InfraError(problem)
     root_setting = target.host.settings.get("DEPLOY_ROOT") or base.config.get("DEPLOY_ROOT")
     remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
     environ = lay.host_environ(options.environ, target.host,
