@@ -148,8 +148,19 @@ def _escape(node: Any) -> Any:
     return node
 
 
+# Compose keys that take a boolean. A passthrough value rendered from a setting arrives as the
+# text "True"/"False" ("{{ CADVISOR_PRIVILEGED | flag }}"): it becomes a real boolean, or is
+# dropped when false, so the compose file says exactly what is in force.
+BOOLEAN_KEYS = {"privileged", "init", "read_only", "tty", "stdin_open"}
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
+        if key in BOOLEAN_KEYS and isinstance(value, str):
+            value = value.strip().lower() in {"true", "yes", "on", "1"}
+            if not value:
+                base.pop(key, None)
+                continue
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             base[key] = _merge(dict(base[key]), value)
         else:

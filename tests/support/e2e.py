@@ -65,8 +65,10 @@ class Lab:
 
 def profile_text(mirror: str, engine: engines.Engine, extra: str = "") -> str:
     socket_path = engine.host.removeprefix("unix://")
+    # This sandbox's engine refuses privileged containers ("unable to apply caps"), so the
+    # cAdvisor double runs unprivileged (the setting real hosts keep at true).
     return (f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\nDOCKER_SOCKET={socket_path}\n"
-            f"{extra}")
+            f"CADVISOR_PRIVILEGED_ENABLED=false\n{extra}")
 
 
 def rootless_profile() -> str:
