@@ -12,8 +12,10 @@ def read_yaml(path: Path) -> Any:
     """Parse ``path``; a syntax error becomes a ConfigError naming file:line."""
     import yaml
 
+    # libyaml's parser when PyYAML was built with it: several times faster on every task start
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(Problem(f"invalid YAML: {getattr(exc, 'problem', exc)}",
