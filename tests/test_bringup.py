@@ -370,3 +370,18 @@ def test_certificates_are_created_once_then_not_checked_again(tmp_path: Path) ->
     os.utime(leaf, ns=(leaf.stat().st_atime_ns, leaf.stat().st_mtime_ns + 10**9))
     with pytest.raises(AssertionError, match="ran"):  # a changed file is checked again
         ensure_certificates(NoShell(), project, dry=False)
+
+
+def test_a_failed_pull_gets_a_hint_with_the_fix() -> None:
+    pulled = schedule.ServiceFailure(
+        "traefik", "could not start",
+        health_output=' traefik Error Get "https://registry-1.docker.io/v2/": dial tcp: lookup '
+                      "registry-1.docker.io: no such host\n traefik Pulling")
+    text = "\n".join(report.failure_text(
+        {"traefik": schedule.StackOutcome("traefik", schedule.FAILED, failures=(pulled,))}))
+    assert "IMAGE_MIRROR" in text and "docker load" in text
+    unhealthy = schedule.ServiceFailure("loki", "unhealthy", health_output="ready: 503")
+    text = "\n".join(report.failure_text(
+        {"monitoring": schedule.StackOutcome("monitoring", schedule.FAILED,
+                                             failures=(unhealthy,))}))
+    assert "IMAGE_MIRROR" not in text

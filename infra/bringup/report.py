@@ -93,9 +93,20 @@ def down_plan_lines(plan: DownPlan) -> list[str]:
     return lines
 
 
+PULL_FAILURE_SIGNS = ("pull access denied", "manifest unknown", "no such host",
+                      "dial tcp", "toomanyrequests", "i/o timeout")
+PULL_HINT = ("  hint: images could not be pulled: this engine reaches no registry that has them.\n"
+             "    fix: set IMAGE_MIRROR to a registry that has them (e.g. the Zot mirror, "
+             "host:5000), or `docker load` them, then run `invoke up` again.")
+
+
 def failure_text(outcomes: Mapping[str, StackOutcome]) -> list[str]:
     """What failed, why, and the evidence (health output, last log lines)."""
     lines: list[str] = []
+    evidence = " ".join(f"{o.detail} {f.health_output} {f.logs}" for o in outcomes.values()
+                        for f in o.failures).lower()
+    if any(sign in evidence for sign in PULL_FAILURE_SIGNS) and "pull" in evidence:
+        lines.append(PULL_HINT)
     for outcome in outcomes.values():
         if outcome.ok:
             continue
