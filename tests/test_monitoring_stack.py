@@ -474,9 +474,11 @@ def test_mimir_balancer_round_robins_and_needs_one_ready_node(rendered: Rendered
     (private / "check.py").write_text(BALANCER_CHECK)
     conf = rendered.directory / "mimir-lb" / "nginx.conf"
     shutil.copy(conf, private / "nginx.conf")
-    # The config keeps its pid and temp files in /tmp: give it a private /tmp.
+    # The config keeps its pid and temp files in /tmp: give it a private /tmp. The base
+    # interpreter (stdlib only) runs the check: a checkout's virtualenv under /tmp is hidden.
+    python = os.path.realpath(sys.executable)
     script = (f'mount --bind "{private}" /tmp && mount --bind /tmp/hosts /etc/hosts && '
-              f'ip link set lo up && exec "{sys.executable}" /tmp/check.py "{nginx}" '
+              f'ip link set lo up && exec "{python}" -I /tmp/check.py "{nginx}" '
               f'/tmp/nginx.conf')
     result = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "sh", "-c",
                              script], capture_output=True, text=True, timeout=120)
