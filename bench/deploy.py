@@ -28,7 +28,8 @@ from infra.deploy.targets import Target
 from infra.inventory import Host
 from infra.project import load_project
 from tests.support import hosts, images
-from tests.test_deploy_ssh import MIRROR_PORT, PROJECT_ROOT, SUBNET, _push_doubles
+from tests.support.rendering import env_dir_with_profile
+from tests.test_deploy_ssh import MIRROR_PORT, SUBNET, _push_doubles
 
 STACK = "zot"
 
@@ -80,12 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sy-bench-deploy-") as tmp:
         workdir = Path(tmp)
-        env_dir = workdir / "env"
-        env_dir.mkdir()
-        shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
-        _push_doubles(workdir)
         mirror = f"{SUBNET}.1:{MIRROR_PORT}"
-        (env_dir / "bench.env").write_text(f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
+        env_dir = env_dir_with_profile(workdir, "bench",
+                                       f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
+        _push_doubles(workdir)  # loads the project from env/: after it exists
         os.environ.update({"INFRA_ENV_DIR": str(env_dir), "BUILD_DIR": str(workdir / "build")})
         with hosts.network_hosts(4, workdir / "lab", prefix="sb", subnet=SUBNET, dockerd=True,
                                  insecure_registries=[mirror],

@@ -24,6 +24,7 @@ import yaml
 
 from tests.conftest import require, require_program
 from tests.support import e2e, hosts, images
+from tests.support.rendering import env_dir_with_profile
 from tests.test_deploy_ssh import _push_doubles
 
 pytestmark = pytest.mark.ssh
@@ -53,14 +54,8 @@ class RootlessHost:
 
     def containers(self) -> dict[tuple[str, str], tuple[str, str]]:
         """(project, service) -> (id, status) on the rootless engine."""
-        out = self.docker("ps", "-a", "--no-trunc", "--format",
-                          '{{.Label "com.docker.compose.project"}}\t'
-                          '{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.Status}}')
-        found = {}
-        for line in out.splitlines():
-            project, service, cid, status = line.split("\t")
-            found[(project, service)] = (cid, status)
-        return found
+        return e2e.parse_compose_ps(self.docker("ps", "-a", "--no-trunc", "--format",
+                                                e2e.COMPOSE_PS_FORMAT))
 
     @property
     def deploy_root(self) -> Path:
@@ -87,12 +82,10 @@ def rootless_host(tmp_path_factory: pytest.TempPathFactory, docker_engine: str
     require(shutil.which("dockerd-rootless.sh") is not None
             or Path(CONTRIB, "dockerd-rootless.sh").exists(), "dockerd-rootless.sh")
     workdir = tmp_path_factory.mktemp("deploy-rootless")
-    env_dir = workdir / "env"
-    env_dir.mkdir()
-    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
-    _push_doubles(workdir)
     mirror = f"{SUBNET}.1:{MIRROR_PORT}"
-    (env_dir / "e2e.env").write_text(f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=180\n")
+    env_dir = env_dir_with_profile(workdir, "e2e",
+                                   f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=180\n")
+    _push_doubles(workdir)  # loads the project from env/: after it exists
     with hosts.network_hosts(1, workdir / "lab", prefix="sr", subnet=SUBNET) as lab, \
             hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1", MIRROR_PORT,
                                   workdir), \

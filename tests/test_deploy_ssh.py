@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import yaml
 from infra.project import load_project
 from tests.conftest import require, require_program
 from tests.support import e2e, hosts, images, registry
+from tests.support.rendering import env_dir_with_profile
 
 pytestmark = pytest.mark.ssh
 SUBNET = "10.78.0"
@@ -56,14 +56,8 @@ class Fleet:
 
     def containers(self, name: str) -> dict[tuple[str, str], tuple[str, str]]:
         """(project, service) -> (id, status) on one host's engine."""
-        out = self.docker(name, "ps", "-a", "--no-trunc", "--format",
-                          '{{.Label "com.docker.compose.project"}}\t'
-                          '{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.Status}}')
-        found = {}
-        for line in out.splitlines():
-            project, service, cid, status = line.split("\t")
-            found[(project, service)] = (cid, status)
-        return found
+        return e2e.parse_compose_ps(self.docker(name, "ps", "-a", "--no-trunc", "--format",
+                                                e2e.COMPOSE_PS_FORMAT))
 
     def deploy_root(self, name: str) -> Path:
         return self.workdir / name / "deploy"
@@ -97,12 +91,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, docker_engine: str) -> Itera
         require_program(program if program != "sshd" else hosts.SSHD)
     require(not hosts.available(), f"hosts harness ({hosts.available()})")
     workdir = tmp_path_factory.mktemp("deploy")
-    env_dir = workdir / "env"
-    env_dir.mkdir()
-    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
-    _push_doubles(workdir)
     mirror = f"{SUBNET}.1:{MIRROR_PORT}"
-    (env_dir / "e2e.env").write_text(f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
+    env_dir = env_dir_with_profile(workdir, "e2e",
+                                   f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
+    _push_doubles(workdir)  # loads the project from env/: after it exists
     with hosts.network_hosts(2, workdir / "lab", prefix="sd", subnet=SUBNET, dockerd=True,
                              insecure_registries=[mirror],
                              engine_cache=images.CACHE_DIR / "deploy-engines") as lab, \

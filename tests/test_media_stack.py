@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from infra import catalogue as cat
-from infra.project import PROJECT_ROOT, Project
+from infra.project import Project
 from infra.render import RenderedStack, render_stacks
+from tests.support.rendering import single_stack_project
 
 from .conftest import require, require_program
-from .test_monitoring_stack import project_with
 
 STACK = "media"
 LSIO = ("plex", "sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent")
@@ -23,10 +22,7 @@ SHARED_DATA = ("sonarr", "radarr", "bazarr", "qbittorrent")  # all see the same 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("media")
-    (root / "env").mkdir()
-    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", root / "env" / "defaults.env")
-    return project_with([STACK], root / "env", root / "build")
+    return single_stack_project(tmp_path_factory.mktemp(STACK), STACK)
 
 
 @pytest.fixture(scope="module")

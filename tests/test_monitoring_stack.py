@@ -21,38 +21,18 @@ import pytest
 import yaml
 
 from infra import catalogue as cat
-from infra.config import load_config
 from infra.project import PROJECT_ROOT, Project
 from infra.render import RenderedStack, render_stacks
+from tests.support.rendering import project_with, single_stack_project
 
 from .conftest import require, require_program
 
 STACK = "monitoring"
 
 
-def project_with(names: list[str], env_dir: Path, build_dir: Path, profile: str = ""
-                 ) -> Project:
-    """The project reduced to ``names`` and what they depend on (default settings, or a profile)."""
-    raw_all = cat.load_raw(cat.stacks_dir(PROJECT_ROOT))
-    wanted: set[str] = set()
-    pending = list(names)
-    while pending:
-        name = pending.pop()
-        if name not in wanted:
-            wanted.add(name)
-            pending += raw_all[name].get("depends_on") or []
-    raw = {name: doc for name, doc in raw_all.items() if name in wanted}
-    config = load_config(PROJECT_ROOT, profile, {"BUILD_DIR": str(build_dir)},
-                         cat.secret_specs(raw), env_dir=env_dir)
-    return Project(config, cat.resolve(raw, config.public))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("monitoring")
-    (root / "env").mkdir()
-    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", root / "env" / "defaults.env")
-    return project_with([STACK], root / "env", root / "build")
+    return single_stack_project(tmp_path_factory.mktemp(STACK), STACK)
 
 
 @pytest.fixture(scope="module")

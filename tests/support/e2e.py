@@ -63,6 +63,19 @@ class Lab:
         return found
 
 
+COMPOSE_PS_FORMAT = ('{{.Label "com.docker.compose.project"}}\t'
+                     '{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.Status}}')
+
+
+def parse_compose_ps(out: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(project, service) -> (container id, status) from `docker ps --format COMPOSE_PS_FORMAT`."""
+    found = {}
+    for line in out.splitlines():
+        project, service, cid, status = line.split("\t")
+        found[(project, service)] = (cid, status)
+    return found
+
+
 def profile_text(mirror: str, engine: engines.Engine, extra: str = "") -> str:
     socket_path = engine.host.removeprefix("unix://")
     # This sandbox's engine refuses privileged containers ("unable to apply caps"), so the

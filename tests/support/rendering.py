@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from infra import catalogue as cat
+from infra.config import load_config
 from infra.project import Project, load_project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -39,3 +41,36 @@ def load(tmp: Path, profile: str = "", root: Path | None = None) -> Project:
     environ = {"INFRA_ENV_DIR": str(env), "BUILD_DIR": str(tmp / "build"),
                "DATA_ROOT": str(tmp / "data"), "CERTS_DIR": str(tmp / "certs")}
     return load_project(profile or None, root=root, environ=environ)
+
+
+def project_with(names: list[str], env_dir: Path, build_dir: Path, profile: str = ""
+                 ) -> Project:
+    """The project reduced to ``names`` and what they depend on (default settings, or a profile)."""
+    raw_all = cat.load_raw(cat.stacks_dir(PROJECT_ROOT))
+    wanted: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending += raw_all[name].get("depends_on") or []
+    raw = {name: doc for name, doc in raw_all.items() if name in wanted}
+    config = load_config(PROJECT_ROOT, profile, {"BUILD_DIR": str(build_dir)},
+                         cat.secret_specs(raw), env_dir=env_dir)
+    return Project(config, cat.resolve(raw, config.public))
+
+
+def single_stack_project(root: Path, stack: str) -> Project:
+    """Default settings in ``root/env``, the catalogue reduced to ``stack`` and its dependencies."""
+    (root / "env").mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", root / "env" / "defaults.env")
+    return project_with([stack], root / "env", root / "build")
+
+
+def env_dir_with_profile(workdir: Path, name: str, text: str) -> Path:
+    """``workdir/env`` holding the defaults and one profile ``name`` (for INFRA_ENV_DIR)."""
+    env = workdir / "env"
+    env.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env / "defaults.env")
+    (env / f"{name}.env").write_text(text, encoding="utf-8")
+    return env
