@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -11,9 +10,9 @@ import pytest
 from infra import catalogue as cat
 from infra.project import Project
 from infra.render import RenderedStack, render_stacks
-from tests.support.rendering import single_stack_project
+from tests.support.rendering import compose_config, single_stack_project
 
-from .conftest import require, require_program
+from .conftest import require_program
 
 STACK = "media"
 LSIO = ("plex", "sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent")
@@ -138,15 +137,7 @@ def test_layout_script_runs(project: Project, tmp_path: Path) -> None:
 
 @pytest.mark.tools
 def test_compose_file_is_valid(rendered: RenderedStack) -> None:
-    require_program("docker")
-    version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
-                             timeout=30)
-    require(version.returncode == 0, "docker compose v2")
-    result = subprocess.run(["docker", "compose", "-f", str(rendered.compose_file), "config",
-                             "--format", "json"], capture_output=True, text=True, timeout=60,
-                            cwd=rendered.directory)
-    assert result.returncode == 0, result.stderr
-    composed = json.loads(result.stdout)["services"]
+    composed = compose_config(rendered)
     assert composed["seerr"]["init"] is True
     assert composed["plex"]["environment"]["PUID"] == "1000"
     library = {m["source"] for name in SHARED_DATA for m in composed[name]["volumes"]

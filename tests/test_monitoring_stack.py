@@ -23,7 +23,7 @@ import yaml
 from infra import catalogue as cat
 from infra.project import PROJECT_ROOT, Project
 from infra.render import RenderedStack, render_stacks
-from tests.support.rendering import project_with, single_stack_project
+from tests.support.rendering import compose_config, project_with, single_stack_project
 
 from .conftest import require, require_program
 
@@ -479,15 +479,7 @@ def test_mimir_balancer_round_robins_and_needs_one_ready_node(rendered: Rendered
 
 @pytest.mark.tools
 def test_compose_file_is_valid(rendered: RenderedStack) -> None:
-    require_program("docker")
-    version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
-                             timeout=30)
-    require(version.returncode == 0, "docker compose v2")
-    result = subprocess.run(["docker", "compose", "-f", str(rendered.compose_file), "config",
-                             "--format", "json"], capture_output=True, text=True, timeout=60,
-                            cwd=rendered.directory)
-    assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
+    services = compose_config(rendered)
     assert services["cadvisor"]["privileged"] is True  # the documented exception, only there
     assert [n for n, s in services.items() if s.get("privileged")] == ["cadvisor"]
     # config files are mounted from the rendered folder, read-only

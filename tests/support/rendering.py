@@ -6,12 +6,15 @@ socket, an image mirror, ACME on and Zot serving TLS.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from infra import catalogue as cat
 from infra.config import load_config
 from infra.project import Project, load_project
+from infra.render import RenderedStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("", "alt")
@@ -74,3 +77,18 @@ def env_dir_with_profile(workdir: Path, name: str, text: str) -> Path:
     shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env / "defaults.env")
     (env / f"{name}.env").write_text(text, encoding="utf-8")
     return env
+
+
+def compose_config(rendered: RenderedStack) -> dict:
+    """The services of a rendered stack as the real `docker compose config` resolves them."""
+    from tests.conftest import require, require_program
+
+    require_program("docker")
+    version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                             timeout=30)
+    require(version.returncode == 0, "docker compose v2")
+    result = subprocess.run(["docker", "compose", "-f", str(rendered.compose_file), "config",
+                             "--format", "json"], capture_output=True, text=True, timeout=60,
+                            cwd=rendered.directory)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]
