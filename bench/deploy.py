@@ -58,17 +58,33 @@ START = time.perf_counter()
 
 def say(host: str, message: str) -> None:
     if VERBOSE:
-        print(f"{time.perf_counter() - START:7.2f} {host} {message}", flush=True)
+        print(f"{time.perf_counter() - START:7.2f} cpu {busy_seconds():9.2f} {host} {message}",
+              flush=True)
+
+
+def busy_seconds() -> float:
+    """CPU time all processes (engines, sshd, this script) spent busy, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[int, list[float]] = {1: [], 4: []}  # all processes
+OWN: dict[int, list[float]] = {1: [], 4: []}  # this process (render, SSH client)
 
 
 def deploy(lab: hosts.Lab, workdir: Path, count: int) -> float:
     chosen = targets(lab, workdir, count)
     project = load_project("bench")
     options = run.DeployOptions(profile="bench", environ=dict(os.environ))
-    begin = time.perf_counter()
+    begin, cpu, own = time.perf_counter(), busy_seconds(), time.process_time()
+    say("all", f"deploy to {count} host(s)")
     results = run.deploy_all(chosen, {t.name: [STACK] for t in chosen}, project, options,
                              say)
     elapsed = time.perf_counter() - begin
+    say("all", f"done in {elapsed:.2f}s")
+    CPU.setdefault(count, []).append(busy_seconds() - cpu)
+    OWN.setdefault(count, []).append(time.process_time() - own)
     bad = [r for r in results if not r.ok]
     if bad:
         raise SystemExit(f"deploy failed: {bad}")
@@ -102,7 +118,9 @@ def main() -> None:
     one, four = statistics.median(figures[1]), statistics.median(figures[4])
     for count, median in ((1, one), (4, four)):
         runs = [round(x, 2) for x in figures[count]]
-        print(f"deploy {STACK} to {count} host(s): median {median:.2f}s  runs {runs}")
+        print(f"deploy {STACK} to {count} host(s): median {median:.2f}s  runs {runs}  "
+              f"CPU: all processes {statistics.median(CPU[count][-len(runs):]):.2f}s, "
+              f"of which this one {statistics.median(OWN[count][-len(runs):]):.2f}s")
     ratio = four / one
     print(f"ratio 4/1: {ratio:.2f} (target <= 1.5): {'OK' if ratio <= 1.5 else 'MISSED'}")
 

@@ -9,6 +9,7 @@ See stacks/README.md for the format.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,17 +169,30 @@ def secret_specs(raw: Mapping[str, Mapping[str, Any]]) -> list[SecretSpec]:
     return specs
 
 
-def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> Catalogue:
-    """Render the raw documents with ``values`` (public settings) and build the model."""
-    from jinja2 import Environment, StrictUndefined, UndefinedError
+@functools.lru_cache(maxsize=4096)
+def compiled_string(source: str) -> Any:
+    """A catalogue string as a jinja template, compiled once per process (every host's
+    configuration renders the same strings with its own values)."""
+    return _string_environment().from_string(source)
+
+
+@functools.lru_cache(maxsize=1)
+def _string_environment() -> Any:
+    from jinja2 import Environment, StrictUndefined
 
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
     env.filters["flag"] = as_flag
+    return env
+
+
+def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> Catalogue:
+    """Render the raw documents with ``values`` (public settings) and build the model."""
+    from jinja2 import UndefinedError
 
     def render(node: Any, where: str) -> Any:
         if isinstance(node, str) and "{" in node:
             try:
-                return env.from_string(node).render(values)
+                return compiled_string(node).render(values)
             except UndefinedError as exc:
                 raise ConfigError(Problem(f"{exc.message} in {node!r}", file=where,
                                           fix="use a key from env/defaults.env")) from exc

@@ -8,6 +8,7 @@ deterministic: the same configuration gives byte-identical files.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,16 +68,26 @@ def dump_yaml(document: Any) -> str:
                      width=1000, allow_unicode=True)
 
 
+@functools.lru_cache(maxsize=64)
+def template_environment(source: str) -> Any:
+    """One jinja Environment per template folder: it keeps compiled templates (recompiled
+    when a file changes), so rendering for several hosts compiles each template once."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(loader=FileSystemLoader(source), undefined=StrictUndefined,
+                      keep_trailing_newline=True, autoescape=False)
+    env.filters["flag"] = cat.as_flag
+    return env
+
+
 def render_templates(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
                      ) -> dict[str, str]:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+    from jinja2 import TemplateError
 
     source = config.project_root / "templates" / stack.name
     if not source.is_dir():
         return {}
-    env = Environment(loader=FileSystemLoader(str(source)), undefined=StrictUndefined,
-                      keep_trailing_newline=True, autoescape=False)
-    env.filters["flag"] = cat.as_flag
+    env = template_environment(str(source))
     context = template_context(stack, catalogue, config)
     files: dict[str, str] = {}
     for path in sorted(p for p in source.rglob("*") if p.is_file()):

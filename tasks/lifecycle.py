@@ -33,18 +33,25 @@ def _helper_image(project: Project) -> str:
     return mirrored(project.config["HELPER_IMAGE"], project.config.get("IMAGE_MIRROR"))
 
 
+def read_engine_host(c: Any) -> Any:
+    """Whether ownership fixes and probes may skip the helper container (see enginehost)."""
+    from infra.bringup.enginehost import read_engine_host as read
+
+    return read(c)
+
+
 def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool
              ) -> tuple[list[str], dict[str, Any], UpPlan]:
     from infra.bringup import facts, plan, session, state
 
     names = plan.select_stacks(project.catalogue, stack, no_deps)
     prepared = session.prepare_stacks(project, names, write=not dry)
-    containers = facts.containers_by_project(facts.read_containers(c))
+    containers, networks = facts.read_engine_state(c)
     up_plan = plan.plan_up(project.catalogue, names,
                            {n: p.digest for n, p in prepared.items()},
                            {n: p.files for n, p in prepared.items()},
-                           state.load_state(project.config.build_dir), containers,
-                           facts.read_networks(c))
+                           state.load_state(project.config.build_dir),
+                           facts.containers_by_project(containers), networks)
     return names, prepared, up_plan
 
 
@@ -88,13 +95,15 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     apply.create_networks(c, up_plan.networks_to_create)
     for net in up_plan.networks_to_create:
         out.print(f"created network {net}")
+    engine = read_engine_host(c)
     for change in apply.apply_ownership(c, helper, str(config.path("DATA_ROOT")),
-                                        up_plan.ownership, dry=False):
+                                        up_plan.ownership, dry=False,
+                                        on_host=engine.chown_on_host):
         if change.action != "ok":
             out.print(f"{change.action} {change.source} {change.before} -> {change.after}"
                       if change.after else f"{change.action} {change.source}")
     outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout),
-                            max(1, int(jobs)))
+                            max(1, int(jobs)), engine.probe_on_host)
     _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
     failures = report.failure_text(outcomes)
     if failures:
@@ -106,7 +115,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
 
 
 def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
-                 helper: str, timeout: int, jobs: int) -> dict[str, Any]:
+                 helper: str, timeout: int, jobs: int, probe_on_host: bool) -> dict[str, Any]:
     from infra.bringup import apply, schedule, state
 
     catalogue = project.catalogue
@@ -116,7 +125,8 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
 
     def bring_up(name: str) -> schedule.StackOutcome:
         outcome = apply.bring_up_stack(c, catalogue[name], prepared[name].target,
-                                       up_plan.steps[name], helper, timeout)
+                                       up_plan.steps[name], helper, timeout,
+                                       probe_on_host=probe_on_host)
         if outcome.status == schedule.HEALTHY:
             with lock:
                 state.record_stack(build_dir, name, state.StackRecord(prepared[name].digest,
@@ -338,7 +348,7 @@ ROOT_TASKS.extend([up, down, restart, ps, logs, pull, status])
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP,
                                       "dry": "only read and report the current owners"})
 def fix(c, stack=None, dry=False, profile=""):
-    """Create the stacks' data folders and fix their owners from inside the engine (P21)."""
+    """Create the stacks' data folders and fix their owners, as the engine sees them (P21)."""
     from infra.bringup import apply
     from infra.bringup.ownership import ownership_fixes
 
@@ -346,7 +356,8 @@ def fix(c, stack=None, dry=False, profile=""):
     stacks = [project.catalogue[n] for n in _selected(project, stack)]
     changes = apply.apply_ownership(c, _helper_image(project),
                                     str(project.config.path("DATA_ROOT")),
-                                    ownership_fixes(stacks), dry=dry)
+                                    ownership_fixes(stacks), dry=dry,
+                                    on_host=read_engine_host(c).chown_on_host)
     for change in changes:
         console().print(f"{change.action:13} {change.source} {change.before} {change.after}")
 

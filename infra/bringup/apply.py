@@ -16,10 +16,11 @@ from .ownership import (
     OwnershipChange,
     OwnershipFix,
     ownership_command,
+    ownership_script,
     parse_ownership_output,
 )
 from .plan import SKIP, StackStep
-from .probes import http_checks, parse_probe_output, probe_command
+from .probes import host_probe_command, http_checks, parse_probe_output, probe_command
 from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
 
 LOG_TAIL = 30
@@ -33,15 +34,25 @@ def create_networks(c: Any, names: Iterable[str]) -> None:
 
 
 def apply_ownership(c: Any, helper_image: str, data_root: str, fixes: Sequence[OwnershipFix],
-                    dry: bool) -> list[OwnershipChange]:
-    """Create missing data directories and fix their owner/mode from inside the engine."""
+                    dry: bool, on_host: bool = False) -> list[OwnershipChange]:
+    """Create missing data directories and fix their owner/mode: from inside the engine, or
+    (``on_host``: a rootful engine on this machine, a root shell) by the shell itself."""
     if not fixes:
         return []
-    if dry and not c.run(f"test -d {shlex.quote(data_root)}", hide=True, warn=True).ok:
+    root = shlex.quote(data_root)
+    if dry and not c.run(f"test -d {root}", hide=True, warn=True).ok:
         # mounting a missing folder would create it: report instead of touching anything
         return [OwnershipChange(f.source, "would-create", "", f.owner_text) for f in fixes]
+    if on_host:
+        script = ownership_script(fixes, dry, base=data_root)
+        prefix = "" if dry else f"mkdir -p {root} && "
+        result = c.run(f"{prefix}sh -c {shlex.quote(script)}", hide=True, warn=True)
+        if not result.ok:
+            raise InfraError(f"volume ownership fix failed under {data_root}: "
+                             f"{(result.stderr or result.stdout).strip()[-800:]}")
+        return parse_ownership_output(result.stdout)
     if not dry:
-        c.run(f"mkdir -p {shlex.quote(data_root)}", hide=True)
+        c.run(f"mkdir -p {root}", hide=True)
     result = c.run(ownership_command(helper_image, data_root, fixes, dry), hide=True, warn=True)
     if not result.ok:
         raise InfraError(f"volume ownership fix failed in a {helper_image} container: "
@@ -56,8 +67,12 @@ def compose_ps(c: Any, target: cmd.ComposeTarget) -> list[ContainerFact]:
 
 
 def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackStep,
-                   helper_image: str, timeout: int, log_tail: int = LOG_TAIL) -> StackOutcome:
-    """Bring one stack up and wait until every service is healthy (or a job exited 0)."""
+                   helper_image: str, timeout: int, log_tail: int = LOG_TAIL,
+                   probe_on_host: bool = False) -> StackOutcome:
+    """Bring one stack up and wait until every service is healthy (or a job exited 0).
+
+    ``probe_on_host``: HTTP probes run by the shell (curl) instead of a helper container.
+    """
     if step.action == SKIP:
         return StackOutcome(stack.name, UNCHANGED, detail=step.reason)
     begin = time.monotonic()
@@ -81,8 +96,10 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
             return failed(collect_failures(c, stack, target, daemons, log_tail, error), error)
     checks = http_checks(stack, daemons)
     if checks:
-        result = c.run(probe_command(helper_image, stack.network, checks, remaining()),
-                       hide=True, warn=True)
+        probe = (host_probe_command(checks, target.project, stack.network, remaining())
+                 if probe_on_host else
+                 probe_command(helper_image, stack.network, checks, remaining()))
+        result = c.run(probe, hide=True, warn=True)
         bad = [r for r in parse_probe_output(result.stdout) if not r.healthy]
         if bad or not result.ok:
             failures = [ServiceFailure(r.service, "no answer", r.detail,

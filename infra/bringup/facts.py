@@ -122,3 +122,20 @@ def read_containers(c: Any) -> list[ContainerFact]:
         raise InfraError(f"cannot list containers: {result.stderr.strip()} (is the engine "
                          "running and DOCKER_HOST right? try `docker info`)")
     return parse_containers(result.stdout)
+
+
+STATE_SEPARATOR = "--- stackyard networks ---"
+
+
+def read_engine_state(c: Any) -> tuple[list[ContainerFact], set[str]]:
+    """Containers and network names in one round trip (each one costs a shell over SSH)."""
+    result = c.run(f"{cmd.list_containers()} && echo {STATE_SEPARATOR!r} && "
+                   f"{cmd.list_networks()}", hide=True, warn=True)
+    containers_text, found, networks_text = result.stdout.partition(STATE_SEPARATOR)
+    if not result.ok or not found:
+        from ..errors import InfraError
+
+        raise InfraError(f"cannot list containers and networks: {result.stderr.strip()} (is "
+                         "the engine running and DOCKER_HOST right? try `docker info`)")
+    return (parse_containers(containers_text),
+            {line.strip() for line in networks_text.splitlines() if line.strip()})

@@ -51,12 +51,14 @@ def ownership_fixes(stacks: Iterable[Stack]) -> list[OwnershipFix]:
     return list(fixes.values())
 
 
-def ownership_script(fixes: Iterable[OwnershipFix], dry: bool) -> str:
+def ownership_script(fixes: Iterable[OwnershipFix], dry: bool, base: str = MOUNT_POINT) -> str:
     """sh script: create missing directories, chown/chmod where the current state differs.
 
-    Prints one ``<action> <source> <before> <after>`` line per directory.
+    ``base`` is DATA_ROOT as the script sees it: mounted in a helper container, or the host's
+    own path when the host's root shell runs it. Prints one ``<action> <source> <before>
+    <after>`` line per directory.
     """
-    lines = ["set -e", f"cd {MOUNT_POINT}"]
+    lines = ["set -e", f"cd {shlex.quote(base)}"]
     for fix in fixes:
         d = shlex.quote(fix.source)
         lines.append(f"if [ ! -d {d} ]; then "

@@ -2,11 +2,16 @@
 
 One helper container per stack joins the stack network and polls every probe URL until all
 answer or the deadline passes; it prints ``healthy <service>`` / ``unhealthy <service> <why>``.
+When the engine is rootful on the machine the shell runs on (enginehost), the shell polls
+the same URLs itself with curl, reaching each service at its address on the stack network
+(``--resolve``: the URL, Host header and TLS server name stay the service's), with the same
+output and no helper container to start.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +25,13 @@ SAFE_ITEMS = re.compile(r"^[A-Za-z0-9_.:/|?=&%~+ -]*$")  # embedded in a double-
 class HttpCheck:
     service: str
     url: str
+
+    @property
+    def port(self) -> int:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,50 @@ done"""
 def probe_command(helper_image: str, network: str, checks: Iterable[HttpCheck],
                   timeout: int) -> str:
     return cmd.helper_run(helper_image, probe_script(checks, timeout), network=network)
+
+
+def host_probe_script(checks: Iterable[HttpCheck], project: str, network: str,
+                      timeout: int) -> str:
+    """The probe loop for the engine's own host: curl each service at its network address.
+
+    Health, not trust: ``-k`` accepts any certificate (as the helper's busybox wget does);
+    ``certs.test-tls`` and ``check`` verify the chain.
+    """
+    items = " ".join(f"{c.service}|{c.port}|{c.url}" for c in checks)
+    if not SAFE_ITEMS.match(items) or not SAFE_ITEMS.match(project + network):
+        raise ValueError(f"unexpected characters in health probe URLs: {items!r}")
+    address = ('{{with index .NetworkSettings.Networks "' + network
+               + '"}}{{.IPAddress}}{{end}}')
+    return f"""pending="{items}"
+errors=$(mktemp -d) && trap 'rm -rf "$errors"' EXIT
+end=$(( $(date +%s) + {int(timeout)} ))
+while :; do
+  left=""
+  for item in $pending; do
+    svc=${{item%%|*}}; rest=${{item#*|}}; port=${{rest%%|*}}; url=${{rest#*|}}
+    id=$(docker ps -q --filter label=com.docker.compose.project={project} \
+         --filter "label=com.docker.compose.service=$svc" | head -n 1)
+    ip=""
+    [ -n "$id" ] && ip=$(docker inspect --format {shlex.quote(address)} "$id" 2>/dev/null)
+    if [ -z "$ip" ]; then echo "no address on {network} yet" >"$errors/$svc"
+    elif curl -fsSk -o /dev/null --max-time 5 --resolve "$svc:$port:$ip" "$url" \
+         2>"$errors/$svc"; then echo "healthy $svc"; continue; fi
+    left="$left $item"
+  done
+  pending=$left
+  [ -z "$pending" ] && exit 0
+  if [ "$(date +%s)" -ge "$end" ]; then
+    for item in $pending; do svc=${{item%%|*}}; url=${{item##*|}}
+      echo "unhealthy $svc $url: $(tr '\n' ' ' <"$errors/$svc")"; done
+    exit 1
+  fi
+  sleep 1
+done"""
+
+
+def host_probe_command(checks: Iterable[HttpCheck], project: str, network: str,
+                       timeout: int) -> str:
+    return f"sh -c {shlex.quote(host_probe_script(checks, project, network, timeout))}"
 
 
 def parse_probe_output(text: str) -> list[ProbeResult]:

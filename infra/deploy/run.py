@@ -71,6 +71,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
             options: DeployOptions, say: Say, begin: float) -> summary.HostResult:
     from ..bringup import apply, facts, plan, schedule, session, state
     from ..bringup.commands import ComposeTarget
+    from ..bringup.enginehost import read_engine_host
     from ..project import load_project
     from ..render import render_stacks
 
@@ -112,10 +113,10 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     digests = {n: rendered[n].digest for n in stacks}
     stack_files = {n: {rel: _sha(text) for rel, text in rendered[n].files.items()}
                    for n in stacks}
-    containers = facts.containers_by_project(facts.read_containers(conn))
+    containers, networks = facts.read_engine_state(conn)
     up_plan = plan.plan_up(project.catalogue, list(stacks), digests, stack_files,
-                           state.load_state(config.build_dir), containers,
-                           facts.read_networks(conn))
+                           state.load_state(config.build_dir),
+                           facts.containers_by_project(containers), networks)
     up_plan = _recreate_for_changed_files(up_plan, project.catalogue, uploaded, remote)
     helper = session.mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))
     result_kwargs: dict[str, Any] = {"uploaded": uploaded, "deleted": tuple(transfer.delete)}
@@ -128,8 +129,10 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     apply.create_networks(conn, up_plan.networks_to_create)
     for net in up_plan.networks_to_create:
         say(target.name, f"created network {net}")
+    engine = read_engine_host(conn)
     for change in apply.apply_ownership(conn, helper, str(config.path("DATA_ROOT")),
-                                        up_plan.ownership, dry=False):
+                                        up_plan.ownership, dry=False,
+                                        on_host=engine.chown_on_host):
         if change.action != "ok":
             say(target.name, f"{change.action} {change.source} {change.before} -> "
                              f"{change.after}")
@@ -143,7 +146,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         say(target.name, f"{name}: {up_plan.steps[name].action} "
                          f"({up_plan.steps[name].reason})")
         outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
-                                       up_plan.steps[name], helper, timeout)
+                                       up_plan.steps[name], helper, timeout,
+                                       probe_on_host=engine.probe_on_host)
         say(target.name, f"{name}: {outcome.status} ({time.monotonic() - begin:.1f}s)")
         if outcome.status == schedule.HEALTHY:
             with lock:

@@ -8,6 +8,9 @@ its own sshd (own config, host key, authorized_keys) and, optionally, its own do
 Only addresses inside the namespaces made here are used (10.77.N.0/24 by default). Everything
 started is stopped by process id, and the namespaces, links and firewall rules are removed.
 The filesystem is shared by all hosts (see ENVIRONMENT.md): give each host its own paths.
+Each host's sshd sees its own root home (a stock /etc/skel one bound over /root in a private
+mount namespace), as a real machine would: this machine's /root/.bashrc (pyenv init, about
+0.2 s of CPU, sourced by bash for every SSH command) is not part of any host.
 Needs root, iproute2, nsenter, sshd, ssh-keygen (and dockerd when ``dockerd=True``).
 """
 
@@ -101,6 +104,28 @@ def _sshd_config(host: Host, authorized: Path) -> str:
     if host.docker_socket:
         lines.append(f"SetEnv DOCKER_HOST=unix://{host.docker_socket}")
     return "\n".join(lines) + "\n"
+
+
+COMPOSE_PLUGIN_DIRS = ("~/.docker/cli-plugins", "/usr/local/lib/docker/cli-plugins",
+                       "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+
+def _root_home(host: Host) -> Path:
+    """A fresh home for root on this host: /etc/skel's dot files and the compose v2 plugin."""
+    home = host.directory / "root-home"
+    plugins = home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    skel = Path("/etc/skel")
+    for item in skel.glob(".*"):
+        if item.is_file():
+            shutil.copy(item, home / item.name)
+    for directory in COMPOSE_PLUGIN_DIRS:
+        plugin = Path(directory).expanduser() / "docker-compose"
+        if plugin.exists():
+            (plugins / "docker-compose").symlink_to(plugin.resolve())
+            break
+    return home
 
 
 def _start_dockerd(host: Host, insecure_registries: Sequence[str] = (),
@@ -201,8 +226,11 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
                str(host.directory / "ssh_host_ed25519_key"))
             config = host.directory / "sshd_config"
             config.write_text(_sshd_config(host, authorized))
+            # nsenter, unshare and sh exec each other: host.sshd's pid is sshd's
             host.sshd = subprocess.Popen(
-                ["nsenter", f"--net={host.netns_path}", SSHD, "-D", "-e", "-f", str(config)],
+                ["nsenter", f"--net={host.netns_path}", "unshare", "--mount",
+                 "--propagation", "slave", "sh", "-c", 'mount --bind "$0" /root && exec "$@"',
+                 str(_root_home(host)), SSHD, "-D", "-e", "-f", str(config)],
                 stdout=subprocess.DEVNULL, stderr=(host.directory / "sshd.log").open("wb"),
                 start_new_session=True)
             _wait_port(host.address, 22, 10, host.sshd)
