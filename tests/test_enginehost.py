@@ -75,6 +75,23 @@ def test_the_engine_on_this_machine_is_probed_and_fixed_by_the_shell(
 
 
 @pytest.mark.engine
+def test_the_engine_options_read_over_its_socket_match_docker_info(
+        served_network: tuple[str, str]) -> None:
+    require_program("curl")
+    socket = Path("/var/run/docker.sock")
+    require(socket.is_socket() and not os.environ.get("DOCKER_HOST"), "the default engine socket")
+    from infra.bringup.enginehost import engine_host_command
+
+    through_cli = _context().run(engine_host_command(), hide=True, env={"DOCKER_HOST": ""})
+    through_socket = _context().run(engine_host_command(), hide=True,
+                                    env={"DOCKER_HOST": f"unix://{socket}"})
+    assert "SecurityOptions" in through_socket.stdout  # the socket path was taken
+    assert parse_engine_host(through_cli.stdout) == parse_engine_host(through_socket.stdout)
+    options = through_cli.stdout.splitlines()[1]
+    assert options.startswith("[") and options in through_socket.stdout
+
+
+@pytest.mark.engine
 def test_host_probe_reaches_services_by_name_at_their_network_address(
         served_network: tuple[str, str]) -> None:
     require_program("curl")
