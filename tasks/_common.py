@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable
@@ -35,20 +36,52 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 
         @functools.wraps(body)
         def run(c: Any, *a: Any, **kw: Any) -> Any:
+            token = None
             try:
+                host = _inventory_host(c)
+                if host:  # `fab -H <inventory name> task`: that host's settings
+                    token = _ENVIRON.set(_host_environ(c, host, kw.get("profile", "")))
                 return body(c, *a, **kw)
             except InfraError as exc:
                 raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            finally:
+                if token is not None:
+                    _ENVIRON.reset(token)
 
         return task(*args, help=help_, **kwargs)(run)
 
     return decorate
 
 
+# The process environment a task's configuration is loaded from; None: os.environ.
+_ENVIRON: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "stackyard_environ", default=None)
+
+
+def _inventory_host(c: Any) -> str:
+    """The inventory name fab's executor put in this Connection's config ('' if none)."""
+    config = getattr(c, "config", None)
+    section = config.get("stackyard") if config is not None else None
+    return str(section.get("inventory_host", "")) if section else ""
+
+
+def _host_environ(c: Any, name: str, profile: str) -> dict[str, str]:
+    import os
+
+    from infra.deploy.run import host_task_environ
+    from infra.inventory import load_inventory
+    from infra.project import load_project
+
+    base = load_project(profile or None)
+    inventory = load_inventory(base.config.env_dir, base.catalogue.names(),
+                               list(base.config.settings))
+    return host_task_environ(c, inventory.hosts[name], base.config, dict(os.environ))
+
+
 def load(profile: str = "") -> Project:
     from infra.project import load_project
 
-    project = load_project(profile or None)
+    project = load_project(profile or None, environ=_ENVIRON.get())
     if project.config.generated_secrets:
         console().print(f"[dim]generated {len(project.config.generated_secrets)} new secret(s) "
                         f"into {project.config.env_dir / 'secrets.env'} (mode 0600)[/dim]")
@@ -59,7 +92,7 @@ def settings(profile: str = "") -> Config:
     """Configuration only (no catalogue, no secrets generated)."""
     from infra.project import load_settings
 
-    return load_settings(profile or None)
+    return load_settings(profile or None, environ=_ENVIRON.get())
 
 
 @functools.cache

@@ -3,7 +3,9 @@
 - ``-H`` names may be inventory names: they become that host's address, user, port and key,
   and commands see its engine (DOCKER_HOST from docker_socket). Other names are plain SSH
   targets, as in stock fab.
-- Tasks with a ``stack`` option act on that host's stacks unless ``--stack`` is given.
+- Tasks with a ``stack`` option act on that host's stacks unless ``--stack`` is given, and
+  every task loads the configuration that host deploys with: its inventory overrides and
+  DATA_ROOT (``infra.deploy.run.host_task_environ``).
 - ``deploy`` is not run once per host, one after another (stock fab's behaviour): the host list
   becomes its ``--host`` option and the task runs once, deploying every host in parallel.
   So ``fab -H a,b deploy`` and ``invoke deploy --host a --host b`` run the same body.
@@ -25,16 +27,20 @@ class InventoryCall(ConnectionCall):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.run_env: dict[str, str] = kwargs.pop("run_env", {})
+        self.inventory_host: str = kwargs.pop("inventory_host", "")
         super().__init__(*args, **kwargs)
 
     def clone_kwargs(self) -> dict[str, Any]:
         kwargs = super().clone_kwargs()
         kwargs["run_env"] = self.run_env
+        kwargs["inventory_host"] = self.inventory_host
         return kwargs
 
     def make_context(self, config: Any) -> Any:
         if self.run_env:
             config.run.env = {**(config.run.env or {}), **self.run_env}
+        if self.inventory_host:  # tasks load this host's settings (tasks/_common.py)
+            config.stackyard = {"inventory_host": self.inventory_host}
         return super().make_context(config)
 
 
@@ -79,8 +85,9 @@ class InventoryExecutor(Executor):  # type: ignore[misc]
             params = getattr(call.task, "_stackyard_params", None) or _params(call.task)
             if "stack" in params and not call.kwargs.get("stack"):
                 call.kwargs = {**call.kwargs, "stack": list(target.stacks)}
-        return call.clone(into=InventoryCall, with_={"init_kwargs": connection_init_kwargs,
-                                                     "run_env": run_env})
+        return call.clone(into=InventoryCall, with_={
+            "init_kwargs": connection_init_kwargs, "run_env": run_env,
+            "inventory_host": target.name if target.in_inventory else ""})
 
     def _get_inventory(self) -> Any:
         if not hasattr(self, "_inventory_cache"):

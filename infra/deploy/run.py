@@ -56,6 +56,20 @@ def probe_login(conn: Any, socket: str = "") -> tuple[str, str, str]:
     return home, uid, owner
 
 
+def host_task_environ(conn: Any, host: Any, base: Any, environ: Mapping[str, str]
+                      ) -> dict[str, str]:
+    """Process environment for a task run on an inventory host through fab (status, down,
+    host.storage, volumes.fix ...): the host's overrides, DATA_ROOT where deploy puts it, and
+    the host's own local state folder. CERTS_DIR stays local: certs.trust sends the local CA.
+    ``base``: the project's configuration (Config), before the host's overrides."""
+    home, uid, _ = probe_login(conn)
+    root_setting = host.settings.get("DEPLOY_ROOT") or base.get("DEPLOY_ROOT")
+    remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
+    return {**environ, **host.overrides(), "DEPLOY_HOST": host.name,
+            "BUILD_DIR": str(lay.local_build_dir(base.path("BUILD_DIR")) / "hosts" / host.name),
+            "DATA_ROOT": lay.data_root(base["DATA_ROOT"], host, remote)}
+
+
 def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                 options: DeployOptions, say: Say) -> summary.HostResult:
     """Deploy ``stacks`` to one host; never raises: every failure becomes the result."""
