@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
@@ -33,15 +34,16 @@ def _helper_image(project: Project) -> str:
     return mirrored(project.config["HELPER_IMAGE"], project.config.get("IMAGE_MIRROR"))
 
 
-def read_engine_host(c: Any) -> Any:
+def read_engine_host(c: Any, network_ids: Sequence[str] = ()) -> Any:
     """Whether ownership fixes and probes may skip the helper container (see enginehost)."""
     from infra.bringup.enginehost import read_engine_host as read
 
-    return read(c)
+    return read(c, network_ids)
 
 
 def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool
-             ) -> tuple[list[str], dict[str, Any], UpPlan]:
+             ) -> tuple[list[str], dict[str, Any], UpPlan, dict[str, str]]:
+    """Stacks, their rendered files, the plan, and the engine's networks (name -> ID)."""
     from infra.bringup import facts, plan, session, state
 
     names = plan.select_stacks(project.catalogue, stack, no_deps)
@@ -52,7 +54,7 @@ def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, d
                            {n: p.files for n, p in prepared.items()},
                            state.load_state(project.config.build_dir),
                            facts.containers_by_project(containers), networks)
-    return names, prepared, up_plan
+    return names, prepared, up_plan, networks
 
 
 @infra_task(iterable=["stack"], help={
@@ -64,14 +66,14 @@ def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, d
 })
 def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     """Bring the stacks up in dependency order, each one health-gated."""
-    from infra.bringup import apply, report
+    from infra.bringup import apply, plan, report
 
     project = load(profile)
     out = console()
     from infra.bringup.certificates import ensure_certificates
 
     cert_steps = ensure_certificates(c, project, dry)
-    names, prepared, up_plan = _plan_up(c, project, stack or None, no_deps, dry)
+    names, prepared, up_plan, networks = _plan_up(c, project, stack or None, no_deps, dry)
     config = project.config
     helper = _helper_image(project)
     if dry:
@@ -92,10 +94,12 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
                   "successful bring-up")
         _print_urls(project, names, {n: "unchanged" for n in names})
         return
-    apply.create_networks(c, up_plan.networks_to_create)
+    network_ids = {**networks, **apply.create_networks(c, up_plan.networks_to_create)}
     for net in up_plan.networks_to_create:
         out.print(f"created network {net}")
-    engine = read_engine_host(c)
+    engine = read_engine_host(c, [network_ids[n] for n in
+                                  plan.required_networks(project.catalogue, names)
+                                  if n in network_ids])
     for change in apply.apply_ownership(c, helper, str(config.path("DATA_ROOT")),
                                         up_plan.ownership, dry=False,
                                         on_host=engine.chown_on_host):

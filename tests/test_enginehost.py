@@ -55,13 +55,14 @@ def served_network(docker_engine: str, tmp_path: Path) -> Iterator[tuple[str, st
     network = f"{project}_default"
     _docker("network", "create", network)
     try:
-        _docker("run", "-d", "--name", f"{project}-web", "--network", network,
+        # compose's naming (<project>-<service>-<n>), which the host probe relies on
+        _docker("run", "-d", "--name", f"{project}-web-1", "--network", network,
                 "--label", f"{PROJECT_LABEL}={project}", "--label", f"{SERVICE_LABEL}=web",
                 base, "sh", "-c", "mkdir -p /www && echo ok > /www/ok && "
                 "exec httpd -f -p 8080 -h /www")
         yield project, network
     finally:
-        _docker("rm", "-f", f"{project}-web", check=False)
+        _docker("rm", "-f", f"{project}-web-1", check=False)
         _docker("network", "rm", network, check=False)
 
 
@@ -72,6 +73,11 @@ def test_the_engine_on_this_machine_is_probed_and_fixed_by_the_shell(
     require_program("curl")
     facts = read_engine_host(_context())
     assert facts == EngineHost("0", bridges_here=True, remapped=False, curl=True)
+    # given the network's ID (from `docker network create`/`ls`), no listing is needed
+    network_id = _docker("network", "inspect", "--format", "{{.Id}}",
+                         served_network[1]).stdout.strip()
+    assert read_engine_host(_context(), [network_id[:12]]) == facts
+    assert not read_engine_host(_context(), ["0123456789ab"]).bridges_here  # not a bridge here
 
 
 @pytest.mark.engine
@@ -97,7 +103,7 @@ def test_host_probe_reaches_services_by_name_at_their_network_address(
     require_program("curl")
     project, network = served_network
     checks = [probes.HttpCheck("web", "http://web:8080/ok"),
-              probes.HttpCheck("web2", "http://web2:8080/ok")]  # no such container
+              probes.HttpCheck("we", "http://we:8080/ok")]  # no such service ("web" is not it)
     command = probes.host_probe_command(checks[:1], project, network, timeout=20)
     good = _context().run(command, hide=True, warn=True)
     assert good.ok, good.stdout + good.stderr
@@ -109,7 +115,7 @@ def test_host_probe_reaches_services_by_name_at_their_network_address(
     assert result.exited == 1
     found = {r.service: r for r in probes.parse_probe_output(result.stdout)}
     assert not found["web"].healthy and "404" in found["web"].detail
-    assert not found["web2"].healthy and f"no address on {network}" in found["web2"].detail
+    assert not found["we"].healthy and f"no address on {network}" in found["we"].detail
 
 
 @pytest.mark.tools

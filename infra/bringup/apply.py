@@ -26,11 +26,16 @@ from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
 LOG_TAIL = 30
 
 
-def create_networks(c: Any, names: Iterable[str]) -> None:
+def create_networks(c: Any, names: Iterable[str]) -> dict[str, str]:
+    """Create the networks; returns name -> short ID of those created (docker prints it)."""
+    created = {}
     for name in names:
         result = c.run(cmd.create_network(name), hide=True, warn=True)
         if not result.ok and "already exists" not in result.stderr:
             raise InfraError(f"cannot create network {name}: {result.stderr.strip()}")
+        if result.ok and result.stdout.strip():
+            created[name] = result.stdout.strip().splitlines()[-1][:12]
+    return created
 
 
 def apply_ownership(c: Any, helper_image: str, data_root: str, fixes: Sequence[OwnershipFix],

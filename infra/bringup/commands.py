@@ -63,7 +63,8 @@ def compose_logs(target: ComposeTarget, services: Sequence[str] = (), tail: int 
 
 
 def list_networks() -> str:
-    return "docker network ls --format '{{.Name}}'"
+    """Name and short ID of every network, tab separated (the ID names its bridge: br-<ID>)."""
+    return "docker network ls --format '{{.Name}}\t{{.ID}}'"
 
 
 def create_network(name: str) -> str:

@@ -13,6 +13,8 @@ user-defined network yet to tell) keeps the helper container.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +38,7 @@ class EngineHost:
 HELPER_ONLY = EngineHost()  # nothing known: every fix and probe through a helper container
 
 
-def engine_host_command() -> str:
+def engine_host_command(network_ids: Sequence[str] = ()) -> str:
     """One round trip: login uid, the engine's security options, whether one of its bridges
     (``br-<network id>``) is an interface here (/proc/net is per network namespace), curl.
 
@@ -45,16 +47,19 @@ def engine_host_command() -> str:
     metadata, which costs three times as much CPU.
     """
     info = "docker info --format '{{json .SecurityOptions}}' 2>/dev/null"
+    short = [i[:12] for i in network_ids if re.fullmatch(r"[0-9a-f]{12,64}", i)]
+    # the IDs of networks just created or listed spare a `docker network ls`
+    pick = (f"net='{'|'.join(short)}'; " if short else
+            "net=$(docker network ls -q --filter driver=bridge --filter type=custom "
+            "2>/dev/null | head -n 1); ")
     return ("id -u; "
             'case "$DOCKER_HOST" in unix://*) '
             "if command -v curl >/dev/null 2>&1; then "
             'curl -s --max-time 10 --unix-socket "${DOCKER_HOST#unix://}" http://docker/info '
             """| grep -o '"SecurityOptions":[[][^]]*[]]' || echo; """
             f"else {info} || echo; fi;; "
-            f"*) {info} || echo;; esac; "
-            "net=$(docker network ls -q --filter driver=bridge --filter type=custom "
-            "2>/dev/null | head -n 1); "
-            'if [ -n "$net" ] && grep -q "br-$net:" /proc/net/dev 2>/dev/null; '
+            f"*) {info} || echo;; esac; " + pick +
+            'if [ -n "$net" ] && grep -qE "br-($net):" /proc/net/dev 2>/dev/null; '
             "then echo bridge; else echo; fi; "
             "if command -v curl >/dev/null 2>&1; then echo curl; else echo; fi")
 
@@ -66,7 +71,9 @@ def parse_engine_host(text: str) -> EngineHost:
                       "name=rootless" in options or "name=userns" in options, curl == "curl")
 
 
-def read_engine_host(c: Any) -> EngineHost:
-    """The facts, or HELPER_ONLY when they cannot be read (the helper path always works)."""
-    result = c.run(engine_host_command(), hide=True, warn=True, in_stream=False)
+def read_engine_host(c: Any, network_ids: Sequence[str] = ()) -> EngineHost:
+    """The facts, or HELPER_ONLY when they cannot be read (the helper path always works).
+
+    ``network_ids``: short IDs of the engine's user-defined bridge networks, when known."""
+    result = c.run(engine_host_command(network_ids), hide=True, warn=True, in_stream=False)
     return parse_engine_host(result.stdout) if result.ok else HELPER_ONLY

@@ -108,10 +108,19 @@ def combined_digest(files: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------- reads through the context
 
 
-def read_networks(c: Any) -> set[str]:
+def parse_networks(text: str) -> dict[str, str]:
+    """``commands.list_networks`` output: network name -> short ID."""
+    found = {}
+    for line in text.splitlines():
+        name, _, network_id = line.strip().partition("\t")
+        if name:
+            found[name] = network_id.strip()
+    return found
+
+
+def read_networks(c: Any) -> dict[str, str]:
     result = c.run(cmd.list_networks(), hide=True, warn=True)
-    return {line.strip() for line in result.stdout.splitlines() if line.strip()} if result.ok \
-        else set()
+    return parse_networks(result.stdout) if result.ok else {}
 
 
 def read_containers(c: Any) -> list[ContainerFact]:
@@ -127,8 +136,9 @@ def read_containers(c: Any) -> list[ContainerFact]:
 STATE_SEPARATOR = "--- stackyard networks ---"
 
 
-def read_engine_state(c: Any) -> tuple[list[ContainerFact], set[str]]:
-    """Containers and network names in one round trip (each one costs a shell over SSH)."""
+def read_engine_state(c: Any) -> tuple[list[ContainerFact], dict[str, str]]:
+    """Containers, and networks (name -> short ID), in one round trip (each one costs a shell
+    over SSH)."""
     result = c.run(f"{cmd.list_containers()} && echo {STATE_SEPARATOR!r} && "
                    f"{cmd.list_networks()}", hide=True, warn=True)
     containers_text, found, networks_text = result.stdout.partition(STATE_SEPARATOR)
@@ -137,5 +147,4 @@ def read_engine_state(c: Any) -> tuple[list[ContainerFact], set[str]]:
 
         raise InfraError(f"cannot list containers and networks: {result.stderr.strip()} (is "
                          "the engine running and DOCKER_HOST right? try `docker info`)")
-    return (parse_containers(containers_text),
-            {line.strip() for line in networks_text.splitlines() if line.strip()})
+    return parse_containers(containers_text), parse_networks(networks_text)

@@ -93,21 +93,22 @@ def host_probe_script(checks: Iterable[HttpCheck], project: str, network: str,
     items = " ".join(f"{c.service}|{c.port}|{c.url}" for c in checks)
     if not SAFE_ITEMS.match(items) or not SAFE_ITEMS.match(project + network):
         raise ValueError(f"unexpected characters in health probe URLs: {items!r}")
-    address = ('{{with index .NetworkSettings.Networks "' + network
-               + '"}}{{.IPAddress}}{{end}}')
+    # one engine call per round finds every service: compose names its containers
+    # <project>-<service>-<n>, and the network lists each member's name and address
+    members = '{{range .Containers}}{{.Name}} {{.IPv4Address}}{{"\\n"}}{{end}}'
+    awk = ('index($1, want) == 1 && substr($1, length(want) + 1) ~ /^[0-9]+$/ '
+           '{ sub("/.*", "", $2); print $2; exit }')
     return f"""pending="{items}"
 errors=$(mktemp -d) && trap 'rm -rf "$errors"' EXIT
 end=$(( $(date +%s) + {int(timeout)} ))
 while :; do
+  members=$(docker network inspect --format {shlex.quote(members)} {network} 2>/dev/null)
   left=""
   for item in $pending; do
     svc=${{item%%|*}}; rest=${{item#*|}}; port=${{rest%%|*}}; url=${{rest#*|}}
-    id=$(docker ps -q --filter label=com.docker.compose.project={project} \
-         --filter "label=com.docker.compose.service=$svc" | head -n 1)
-    ip=""
-    [ -n "$id" ] && ip=$(docker inspect --format {shlex.quote(address)} "$id" 2>/dev/null)
+    ip=$(printf '%s\\n' "$members" | awk -v want="{project}-$svc-" '{awk}')
     if [ -z "$ip" ]; then echo "no address on {network} yet" >"$errors/$svc"
-    elif curl -fsSk -o /dev/null --max-time 5 --resolve "$svc:$port:$ip" "$url" \
+    elif curl -fsSk -o /dev/null --max-time 5 --resolve "$svc:$port:$ip" "$url" \\
          2>"$errors/$svc"; then echo "healthy $svc"; continue; fi
     left="$left $item"
   done
@@ -115,7 +116,7 @@ while :; do
   [ -z "$pending" ] && exit 0
   if [ "$(date +%s)" -ge "$end" ]; then
     for item in $pending; do svc=${{item%%|*}}; url=${{item##*|}}
-      echo "unhealthy $svc $url: $(tr '\n' ' ' <"$errors/$svc")"; done
+      echo "unhealthy $svc $url: $(tr '\\n' ' ' <"$errors/$svc")"; done
     exit 1
   fi
   sleep 1

@@ -140,10 +140,12 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         return summary.HostResult(target.name, tuple(stacks), outcome,
                                   time.monotonic() - begin, stack_status=state_of,
                                   **result_kwargs)
-    apply.create_networks(conn, up_plan.networks_to_create)
+    network_ids = {**networks, **apply.create_networks(conn, up_plan.networks_to_create)}
     for net in up_plan.networks_to_create:
         say(target.name, f"created network {net}")
-    engine = read_engine_host(conn)
+    engine = read_engine_host(conn, [network_ids[n] for n in
+                                     plan.required_networks(project.catalogue, stacks)
+                                     if n in network_ids])
     for change in apply.apply_ownership(conn, helper, str(config.path("DATA_ROOT")),
                                         up_plan.ownership, dry=False,
                                         on_host=engine.chown_on_host):
