@@ -83,6 +83,9 @@ class Service:
     entrypoint: tuple[str, ...] | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)  # container var -> secret key
+    # a setting naming a user-written credentials env file, whose variables join secret_env's
+    # in the service's 0600 env file ('' when none, or when its ``when`` is false)
+    credentials_from: str = ""
     volumes: tuple[Volume, ...] = ()
     ports: tuple[Port, ...] = ()
     health: Health | None = None
@@ -185,6 +188,18 @@ def _string_environment() -> Any:
     return env
 
 
+def _credentials_from(spec: Any, where: str) -> str:
+    """``credentials_from: {setting: KEY, when: "..."}`` (rendered) or a bare KEY."""
+    if not spec:
+        return ""
+    if isinstance(spec, str):
+        return spec
+    if not isinstance(spec, dict) or "setting" not in spec:
+        raise ConfigError(Problem("credentials_from needs a setting", file=where,
+                                  fix="write credentials_from: {setting: KEY, when: ...}"))
+    return str(spec["setting"]) if "when" not in spec or as_flag(spec["when"]) else ""
+
+
 def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> Catalogue:
     """Render the raw documents with ``values`` (public settings) and build the model."""
     from jinja2 import UndefinedError
@@ -257,6 +272,7 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         entrypoint=words(spec.get("entrypoint")),
         environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
         secret_env=dict(spec.get("secret_env") or {}),
+        credentials_from=_credentials_from(spec.get("credentials_from"), where),
         volumes=tuple(v for v in (_build_volume(v, name, where)
                                   for v in spec.get("volumes") or ()) if v is not None),
         ports=tuple(Port(int(p["published"]), int(p["target"]), p.get("protocol", "tcp"),

@@ -179,7 +179,7 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
         doc["user"] = service.user
     if service.environment:
         doc["environment"] = dict(service.environment)
-    if service.secret_env:
+    if service.secret_env or service.credentials_from:
         doc["env_file"] = [secret_env_file(service)]
     if service.volumes:
         doc["volumes"] = [_volume(v, config, stack, service) for v in service.volumes]

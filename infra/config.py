@@ -22,7 +22,8 @@ from .settings import check_value, parse_bool
 PROFILE_ENV_VAR = "INFRA_PROFILE"
 DEFAULTS_FILE = "defaults.env"
 SECRETS_FILE = "secrets.env"
-RESERVED_PROFILES = {"defaults", "secrets", "inventory"}
+RESERVED_PROFILES = {"defaults", "secrets", "inventory", "acme"}
+ACME_CREDENTIALS_FILE = "acme.env"  # the default of ACME_CREDENTIALS_PATH, in the env folder
 PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -67,9 +68,43 @@ class Config:
     def secrets(self) -> dict[str, str]:
         return {k: s.value for k, s in self.settings.items() if s.secret}
 
+    def credentials_path(self, key: str) -> Path:
+        """A credentials file setting (ACME_CREDENTIALS_PATH); empty: env/acme.env."""
+        return credentials_path(self.get(key), self.env_dir, self.project_root)
+
     @property
     def build_dir(self) -> Path:
         return self.path("BUILD_DIR") / (self.profile or "default")
+
+
+def credentials_path(value: str, env_dir: Path, root: Path) -> Path:
+    if not value.strip():
+        return env_dir / ACME_CREDENTIALS_FILE
+    raw = Path(os.path.expanduser(value.strip()))
+    return raw if raw.is_absolute() else root / raw
+
+
+def read_credentials(path: Path, key: str, display: str) -> tuple[dict[str, str], list[Problem]]:
+    """A user-supplied credentials env file (KEY=value lines), checked: present, 0600, not
+    empty. Its values never become settings: templates and `config.show` cannot see them."""
+    create = (f"create {display} with the DNS provider's variables, e.g. "
+              f"CF_DNS_API_TOKEN=... for cloudflare, then `chmod 600 {display}`; or point {key} "
+              "at such a file")
+    if not path.is_file():
+        return {}, [Problem(f"{display} is missing: ACME_ENABLED=true needs the DNS provider's "
+                            "credentials", key=key, file=display, fix=create)]
+    problems: list[Problem] = []
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        problems.append(Problem(f"{display} is readable by others (mode {mode:o})", key=key,
+                                file=display, fix=f"chmod 600 {display}"))
+    entries, found = read_env_file(path, display)
+    problems += found
+    values = {e.key: e.value for e in entries if e.value}
+    if not values and not found:
+        problems.append(Problem(f"{display} holds no KEY=value line", key=key, file=display,
+                                fix=create))
+    return values, problems
 
 
 def available_profiles(env_dir: Path) -> list[str]:
@@ -113,6 +148,11 @@ def load_config(
             merged[key] = Setting(key, environ[key], "environment", f"${key}")
 
     problems += _validate(merged, {e.key: e for e in defaults})
+    if parse_bool(merged.get("ACME_ENABLED", Setting("", "false", "", "")).value) \
+            and "ACME_CREDENTIALS_PATH" in merged:
+        path = credentials_path(merged["ACME_CREDENTIALS_PATH"].value, env_dir, project_root)
+        problems += read_credentials(path, "ACME_CREDENTIALS_PATH",
+                                     _display(path, project_root))[1]
     if problems:
         raise ConfigError(problems)
 

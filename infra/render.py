@@ -109,9 +109,14 @@ def secret_files(stack: cat.Stack, config: Config) -> dict[str, str]:
     secrets = config.secrets
     files: dict[str, str] = {}
     for service in stack.services:
-        if not service.secret_env:
+        if not service.secret_env and not service.credentials_from:
             continue
         values: dict[str, str] = {}
+        header = f"Secrets of {stack.name}/{service.name}. Generated; mode 0600."
+        if service.credentials_from:
+            values.update(_credentials(config, service.credentials_from))
+            header = (f"Secrets of {stack.name}/{service.name}, with the credentials of "
+                      f"{service.credentials_from}. Mode 0600.")
         for variable, key in service.secret_env.items():
             if key not in secrets:
                 raise ConfigError(Problem(f"{stack.name}.{service.name} needs secret {key!r}, "
@@ -119,9 +124,18 @@ def secret_files(stack: cat.Stack, config: Config) -> dict[str, str]:
                                           file=str(stack.directory / "stack.yaml"),
                                           fix=f"add {key} under secrets: in a stack.yaml"))
             values[variable] = secrets[key]
-        files[secret_env_file(service)] = format_env(
-            values, f"Secrets of {stack.name}/{service.name}. Generated; mode 0600.")
+        files[secret_env_file(service)] = format_env(values, header)
     return files
+
+
+def _credentials(config: Config, key: str) -> dict[str, str]:
+    from .config import read_credentials
+
+    path = config.credentials_path(key)
+    values, problems = read_credentials(path, key, str(path))
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 def render_stack(stack: cat.Stack, catalogue: cat.Catalogue, config: Config) -> dict[str, str]:

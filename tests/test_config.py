@@ -203,3 +203,38 @@ def test_corrupt_secrets_file_is_an_error_and_untouched(project_root: Path,
     with pytest.raises(ConfigError, match="cannot parse"):
         load(project_root, env_dir)
     assert path.read_bytes() == before
+
+
+ACME_PROFILE = "ACME_ENABLED=true\nACME_EMAIL=admin@example.org\nACME_DNS_PROVIDER=cloudflare\n"
+
+
+@pytest.mark.parametrize(("content", "mode", "words"), [
+    (None, 0o600, "is missing"),
+    ("CF_DNS_API_TOKEN=abc\n", 0o644, "readable by others (mode 644)"),
+    ("# nothing yet\n", 0o600, "holds no KEY=value line"),
+])
+def test_acme_needs_a_private_credentials_file(project_root: Path, env_dir: Path,
+                                               content: str | None, mode: int,
+                                               words: str) -> None:
+    write_profile(env_dir, ACME_PROFILE)
+    credentials = env_dir / "acme.env"
+    if content is not None:
+        credentials.write_text(content)
+        credentials.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        load(project_root, env_dir, "test")
+    (problem,) = [p for p in caught.value.problems if p.key == "ACME_CREDENTIALS_PATH"]
+    assert words in problem.message and problem.file.endswith("acme.env")
+    assert ("chmod 600" in problem.fix) and (content is None or "abc" not in str(caught.value))
+    assert not (env_dir / "secrets.env").exists(), "invalid input must write nothing"
+
+
+def test_acme_credentials_never_become_settings(project_root: Path, env_dir: Path) -> None:
+    write_profile(env_dir, ACME_PROFILE + f"ACME_CREDENTIALS_PATH={env_dir}/dns.env\n")
+    credentials = env_dir / "dns.env"
+    credentials.write_text("CF_DNS_API_TOKEN=very-secret-token\n")
+    credentials.chmod(0o600)
+    config = load(project_root, env_dir, "test")
+    assert config.credentials_path("ACME_CREDENTIALS_PATH") == credentials
+    assert "very-secret-token" not in repr(config.settings)
+    assert "CF_DNS_API_TOKEN" not in config.public and "CF_DNS_API_TOKEN" not in config.secrets

@@ -101,7 +101,7 @@ def test_services_with_secrets_read_them_from_their_env_file(rendered: Any) -> N
     for name, result in results.items():
         services = compose_of(result)["services"]
         for service in project.catalogue[name].services:
-            if not service.secret_env:
+            if not service.secret_env and not service.credentials_from:
                 assert "env_file" not in services[service.name]
                 continue
             (env_file,) = services[service.name]["env_file"]
@@ -326,3 +326,22 @@ def test_render_task_writes_then_reports_unchanged(tmp_path: Path) -> None:
     unknown = subprocess.run([*invoke[:-1], "nope"], cwd=PROJECT_ROOT, env=env,
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode != 0 and "unknown stack" in unknown.stderr
+
+
+def test_acme_credentials_reach_only_traefiks_private_env_file(rendered: Any) -> None:
+    from tests.support.rendering import ACME_TEST_TOKEN
+
+    project, results = rendered
+    traefik = results["traefik"]
+    service = compose_of(traefik)["services"]["traefik"]
+    if not project.config.flag("ACME_ENABLED"):
+        assert "env_file" not in service and "secrets/traefik.env" not in traefik.files
+        return
+    assert service["env_file"] == ["secrets/traefik.env"]
+    assert f"CF_DNS_API_TOKEN={ACME_TEST_TOKEN}" in traefik.files["secrets/traefik.env"]
+    written = traefik.directory / "secrets" / "traefik.env"
+    assert oct(written.stat().st_mode & 0o777) == "0o600"
+    for stack in results.values():
+        for relative, text in stack.files.items():
+            if relative != "secrets/traefik.env":
+                assert ACME_TEST_TOKEN not in text, f"{stack.name}/{relative}"

@@ -18,6 +18,7 @@ from infra.render import RenderedStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("", "alt")
+ACME_TEST_TOKEN = "test-token-not-a-secret-0123456789"
 ALT_PROFILE = """\
 DOMAIN=example.org
 ROOTLESS=true
@@ -36,6 +37,10 @@ def make_env_dir(target: Path) -> Path:
     env.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env / "defaults.env")
     (env / "alt.env").write_text(ALT_PROFILE, encoding="utf-8")
+    # the alt profile turns ACME on: it needs the DNS provider's credentials file
+    credentials = env / "acme.env"
+    credentials.write_text(f"CF_DNS_API_TOKEN={ACME_TEST_TOKEN}\n", encoding="utf-8")
+    credentials.chmod(0o600)
     return env
 
 
