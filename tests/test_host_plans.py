@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from infra.errors import ConfigError
 from infra.host import packages, rootless, system
 from infra.host.actions import Run, Write, apply_plan
 from infra.host.facts import Passwd, SubIdRange
+from tests.conftest import require
 
 pytestmark = pytest.mark.unit
 
@@ -113,12 +116,12 @@ def test_rootless_fresh_systemd_host() -> None:
         "sudo usermod --add-subuids 165536-231071 alice",  # after bob's range
         "sudo usermod --add-subgids 100000-165535 alice",
     ]
-    assert commands[3] == ("su - alice -c 'XDG_RUNTIME_DIR=/run/user/1001 "
+    assert commands[3] == ("su - alice -s /bin/sh -c 'XDG_RUNTIME_DIR=/run/user/1001 "
                            "PATH=/usr/bin:/sbin:/usr/sbin:/usr/bin:/bin "
                            "dockerd-rootless-setuptool.sh install'")
     assert "DOCKER_HOST=unix://$XDG_RUNTIME_DIR/docker.sock" in commands[4]
     assert "export PATH" not in commands[4]  # /usr/bin is on PATH already
-    assert commands[5] == f"su - alice -c '{env} systemctl --user enable --now docker'"
+    assert commands[5] == f"su - alice -s /bin/sh -c '{env} systemctl --user enable --now docker'"
     assert commands[7] == "sudo loginctl enable-linger alice"
 
 
@@ -210,3 +213,28 @@ def test_dry_run_shows_and_runs_nothing() -> None:
 def test_steps_render_as_text() -> None:
     assert str(Run("id", sudo=True)) == "sudo id"
     assert str(Write("/x", "", 0o600, owner="1:2")) == "write /x (mode 0600, owner 1:2)"
+
+
+@pytest.mark.tools
+def test_as_user_runs_for_an_account_with_a_nologin_shell(tmp_path: Path) -> None:
+    """The rootless engine's user is often a service account whose shell refuses logins."""
+    import pwd
+    import subprocess
+    import uuid
+
+    from infra.host.remote import as_user
+
+    require(os.geteuid() == 0, "root (useradd, su)")
+    nologin = next((p for p in ("/usr/sbin/nologin", "/sbin/nologin") if Path(p).exists()), "")
+    require(bool(nologin), "a nologin shell")
+    name = f"synl{uuid.uuid4().hex[:6]}"
+    home = tmp_path / name
+    subprocess.run(["useradd", "-d", str(home), "-m", "-s", nologin, name], check=True)
+    try:
+        command = as_user('printf "%s %s" "$(id -un)" "$HOME"', name, "root", True)
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"{name} {home}"
+        assert pwd.getpwnam(name).pw_shell == nologin  # the account itself stays locked
+    finally:
+        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)

@@ -49,12 +49,16 @@ def read_text(c: Any, path: str) -> str | None:
 
 
 def as_user(command: str, user: str, current_user: str, current_is_root: bool) -> str:
-    """``command`` run as ``user`` through a login shell (its HOME, its environment)."""
+    """``command`` run as ``user`` in a login environment (its HOME, its profile).
+
+    Through ``/bin/sh`` rather than the user's own shell: a service account for the rootless
+    engine often has a nologin shell, which would refuse the command.
+    """
     if not user or user == current_user:
         return command
     if current_is_root:
-        return f"su - {shlex.quote(user)} -c {shlex.quote(command)}"
-    return f"sudo -iu {shlex.quote(user)} sh -c {shlex.quote(command)}"
+        return f"su - {shlex.quote(user)} -s /bin/sh -c {shlex.quote(command)}"
+    return f"sudo -H -u {shlex.quote(user)} /bin/sh -lc {shlex.quote(command)}"
 
 
 def run_step(c: Any, step: Step, root: bool) -> None:
