@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
@@ -34,11 +33,10 @@ def _helper_image(project: Project) -> str:
     return mirrored(project.config["HELPER_IMAGE"], project.config.get("IMAGE_MIRROR"))
 
 
-def read_engine_host(c: Any, network_ids: Sequence[str] = ()) -> Any:
-    """Whether ownership fixes and probes may skip the helper container (see enginehost)."""
-    from infra.bringup.enginehost import read_engine_host as read
+def _engine_host(c: Any) -> Any:
+    from infra.bringup.enginehost import read_engine_host
 
-    return read(c, network_ids)
+    return read_engine_host(c)
 
 
 def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool
@@ -66,7 +64,7 @@ def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, d
 })
 def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     """Bring the stacks up in dependency order, each one health-gated."""
-    from infra.bringup import apply, plan, report
+    from infra.bringup import apply, report
 
     project = load(profile)
     out = console()
@@ -94,18 +92,8 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
                   "successful bring-up")
         _print_urls(project, names, {n: "unchanged" for n in names})
         return
-    network_ids = {**networks, **apply.create_networks(c, up_plan.networks_to_create)}
-    for net in up_plan.networks_to_create:
-        out.print(f"created network {net}")
-    engine = read_engine_host(c, [network_ids[n] for n in
-                                  plan.required_networks(project.catalogue, names)
-                                  if n in network_ids])
-    for change in apply.apply_ownership(c, helper, str(config.path("DATA_ROOT")),
-                                        up_plan.ownership, dry=False,
-                                        on_host=engine.chown_on_host):
-        if change.action != "ok":
-            out.print(f"{change.action} {change.source} {change.before} -> {change.after}"
-                      if change.after else f"{change.action} {change.source}")
+    engine = apply.prepare_engine(c, project.catalogue, names, up_plan, networks, helper,
+                                  str(config.path("DATA_ROOT")), out.print)
     outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout),
                             max(1, int(jobs)), engine.probe_on_host)
     _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
@@ -361,7 +349,7 @@ def fix(c, stack=None, dry=False, profile=""):
     changes = apply.apply_ownership(c, _helper_image(project),
                                     str(project.config.path("DATA_ROOT")),
                                     ownership_fixes(stacks), dry=dry,
-                                    on_host=read_engine_host(c).chown_on_host)
+                                    on_host=_engine_host(c).chown_on_host)
     for change in changes:
         console().print(f"{change.action:13} {change.source} {change.before} {change.after}")
 

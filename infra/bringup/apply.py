@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..catalogue import Stack
+from ..catalogue import Catalogue, Stack
 from ..errors import InfraError
 from . import commands as cmd
+from .enginehost import EngineHost, read_engine_host
 from .facts import ContainerFact, parse_compose_ps
 from .ownership import (
     MOUNT_POINT,
@@ -19,7 +20,7 @@ from .ownership import (
     ownership_script,
     parse_ownership_output,
 )
-from .plan import SKIP, StackStep
+from .plan import SKIP, StackStep, UpPlan, required_networks
 from .probes import host_probe_command, http_checks, parse_probe_output, probe_command
 from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
 
@@ -36,6 +37,24 @@ def create_networks(c: Any, names: Iterable[str]) -> dict[str, str]:
         if result.ok and result.stdout.strip():
             created[name] = result.stdout.strip().splitlines()[-1][:12]
     return created
+
+
+def prepare_engine(c: Any, catalogue: Catalogue, names: Sequence[str], up_plan: UpPlan,
+                   networks: Mapping[str, str], helper_image: str, data_root: str,
+                   say: Callable[[str], None]) -> EngineHost:
+    """Before the stacks: create the missing networks, read the facts that choose between the
+    shell and a helper container (enginehost), fix volume ownership. Changes go to ``say``."""
+    network_ids = {**networks, **create_networks(c, up_plan.networks_to_create)}
+    for net in up_plan.networks_to_create:
+        say(f"created network {net}")
+    engine = read_engine_host(c, [network_ids[n] for n in required_networks(catalogue, names)
+                                  if n in network_ids])
+    for change in apply_ownership(c, helper_image, data_root, up_plan.ownership, dry=False,
+                                  on_host=engine.chown_on_host):
+        if change.action != "ok":
+            say(f"{change.action} {change.source} {change.before} -> {change.after}"
+                if change.after else f"{change.action} {change.source}")
+    return engine
 
 
 def apply_ownership(c: Any, helper_image: str, data_root: str, fixes: Sequence[OwnershipFix],

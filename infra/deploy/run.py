@@ -85,7 +85,6 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
             options: DeployOptions, say: Say, begin: float) -> summary.HostResult:
     from ..bringup import apply, facts, plan, schedule, session, state
     from ..bringup.commands import ComposeTarget
-    from ..bringup.enginehost import read_engine_host
     from ..project import load_project
     from ..render import render_stacks
 
@@ -140,18 +139,9 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         return summary.HostResult(target.name, tuple(stacks), outcome,
                                   time.monotonic() - begin, stack_status=state_of,
                                   **result_kwargs)
-    network_ids = {**networks, **apply.create_networks(conn, up_plan.networks_to_create)}
-    for net in up_plan.networks_to_create:
-        say(target.name, f"created network {net}")
-    engine = read_engine_host(conn, [network_ids[n] for n in
-                                     plan.required_networks(project.catalogue, stacks)
-                                     if n in network_ids])
-    for change in apply.apply_ownership(conn, helper, str(config.path("DATA_ROOT")),
-                                        up_plan.ownership, dry=False,
-                                        on_host=engine.chown_on_host):
-        if change.action != "ok":
-            say(target.name, f"{change.action} {change.source} {change.before} -> "
-                             f"{change.after}")
+    engine = apply.prepare_engine(conn, project.catalogue, stacks, up_plan, networks, helper,
+                                  str(config.path("DATA_ROOT")),
+                                  lambda line: say(target.name, line))
     timeout = int(options.timeout or config["HEALTH_TIMEOUT"])
     lock = threading.Lock()
 
