@@ -299,7 +299,7 @@ def test_ownership_script_fixes_only_what_differs(tmp_path: Path) -> None:
     fixes = [ownership.OwnershipFix("m", "loki", "loki", (10001, 10001), "0700"),
              ownership.OwnershipFix("m", "grafana", "right", (472, 0)),
              ownership.OwnershipFix("m", "tempo", "new/tempo", (10001, 10001))]
-    script = ownership.ownership_script(fixes, dry=True).replace(ownership.MOUNT_POINT, str(data))
+    script = ownership.ownership_script(fixes, dry=True, base=str(data))
     run = subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True, text=True,
                          env={"PATH": str(bin_dir)}, check=True)
     dry = {(c.action, c.source) for c in ownership.parse_ownership_output(run.stdout)}
@@ -307,8 +307,7 @@ def test_ownership_script_fixes_only_what_differs(tmp_path: Path) -> None:
     assert ("would-create", "new/tempo") in dry and not (data / "new").exists()
     assert (data / "loki").stat().st_uid == 0  # dry changed nothing
 
-    script = ownership.ownership_script(fixes, dry=False).replace(ownership.MOUNT_POINT,
-                                                                  str(data))
+    script = ownership.ownership_script(fixes, dry=False, base=str(data))
     run = subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True, text=True,
                          env={"PATH": str(bin_dir)}, check=True)
     done = {(c.action, c.source) for c in ownership.parse_ownership_output(run.stdout)}

@@ -223,6 +223,7 @@ def test_as_user_runs_for_an_account_with_a_nologin_shell(tmp_path: Path) -> Non
     import uuid
 
     from infra.host.remote import as_user
+    from tests.support import users
 
     require(os.geteuid() == 0, "root (useradd, su)")
     nologin = next((p for p in ("/usr/sbin/nologin", "/sbin/nologin") if Path(p).exists()), "")
@@ -237,4 +238,4 @@ def test_as_user_runs_for_an_account_with_a_nologin_shell(tmp_path: Path) -> Non
         assert done.stdout == f"{name} {home}"
         assert pwd.getpwnam(name).pw_shell == nologin  # the account itself stays locked
     finally:
-        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+        users.remove_user(name, pwd.getpwnam(name).pw_uid)

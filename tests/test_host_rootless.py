@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +13,9 @@ from invoke import Context
 
 from infra.host import rootless as rl
 from tests.conftest import require, require_program
+from tests.support import users
 
 pytestmark = pytest.mark.engine
-
-
-def user_pids(uid: int) -> list[int]:
-    out = subprocess.run(["ps", "-u", str(uid), "-o", "pid="], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 @pytest.fixture
@@ -39,15 +32,7 @@ def throwaway_user() -> Iterator[str]:
         yield name
     finally:
         # every process of this user was started by the test (the user is new): stop them by pid
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            for pid in user_pids(uid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + wait
-            while user_pids(uid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        subprocess.run(["userdel", "-r", name], capture_output=True)
-        subprocess.run(["rm", "-rf", f"/run/user/{uid}"], check=False)
+        users.remove_user(name, uid, grace=10.0)
         for path in ("/etc/subuid", "/etc/subgid"):  # useradd added ranges; userdel removes them
             assert name not in Path(path).read_text()
 

@@ -118,11 +118,6 @@ def parse_networks(text: str) -> dict[str, str]:
     return found
 
 
-def read_networks(c: Any) -> dict[str, str]:
-    result = c.run(cmd.list_networks(), hide=True, warn=True)
-    return parse_networks(result.stdout) if result.ok else {}
-
-
 def read_containers(c: Any) -> list[ContainerFact]:
     result = c.run(cmd.list_containers(), hide=True, warn=True)
     if not result.ok:

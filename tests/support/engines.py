@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import users
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -92,11 +94,6 @@ def clean_engine(engine: Engine) -> None:
     _sh(*engine.cli, "volume", "prune", "-f", check=False)
 
 
-def _user_pids(uid: int) -> list[int]:
-    out = subprocess.run(["ps", "-u", str(uid), "-o", "pid="], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
-
-
 @contextlib.contextmanager
 def rootless_engine(name: str, env_dir: Path) -> Iterator[Engine]:
     """A throwaway user running dockerd-rootless.sh, started by the project's host.rootless task.
@@ -135,15 +132,7 @@ def rootless_engine(name: str, env_dir: Path) -> Iterator[Engine]:
             time.sleep(0.3)
         yield engine
     finally:
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            for pid in _user_pids(uid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + wait
-            while _user_pids(uid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        _sh("userdel", "-r", user, check=False)
-        _sh("rm", "-rf", f"/run/user/{uid}", check=False)
+        users.remove_user(user, uid)
 
 
 def subordinate_start(user_or_uid: str, path: str = "/etc/subuid") -> int:

