@@ -12,11 +12,15 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, Problem
 from .settings import DOMAIN_RE, check_value
 from .yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    from .catalogue import Catalogue
+    from .config import Config
 
 INVENTORY_FILE = "inventory.yaml"
 HOST_KEYS = ("address", "user", "port", "key", "docker_socket", "rootless", "stacks", "settings")
@@ -63,6 +67,11 @@ class Inventory:
             if host.address == name_or_address:
                 return host
         return None
+
+
+def inventory_of(config: Config, catalogue: Catalogue) -> Inventory:
+    """The project's inventory, validated against its stacks and settings."""
+    return load_inventory(config.env_dir, catalogue.names(), list(config.settings))
 
 
 def load_inventory(env_dir: Path, stacks: Iterable[str], known_settings: Iterable[str]

@@ -108,9 +108,9 @@ def placement_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
     """Where each stack runs (env/inventory.yaml; placed nowhere: this machine) and what
     cannot be wired across hosts (a routed port another host does not publish)."""
     from .deploy.wiring import build_wiring
-    from .inventory import load_inventory
+    from .inventory import inventory_of
 
-    inventory = load_inventory(config.env_dir, catalogue.names(), list(config.settings))
+    inventory = inventory_of(config, catalogue)
     wiring = build_wiring(catalogue, inventory, config)
     unreachable = wiring.unreachable_routes()
     rows: list[Row] = []

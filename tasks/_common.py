@@ -69,12 +69,11 @@ def _host_environ(c: Any, name: str, profile: str) -> dict[str, str]:
     import os
 
     from infra.deploy.run import host_task_environ
-    from infra.inventory import load_inventory
+    from infra.inventory import inventory_of
     from infra.project import load_project
 
     base = load_project(profile or None)
-    inventory = load_inventory(base.config.env_dir, base.catalogue.names(),
-                               list(base.config.settings))
+    inventory = inventory_of(base.config, base.catalogue)
     return host_task_environ(c, inventory.hosts[name], base.config, dict(os.environ))
 
 

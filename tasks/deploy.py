@@ -36,14 +36,14 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, profile=""
 
     from infra.deploy import run, summary
     from infra.deploy.targets import resolve_targets, stacks_per_target
-    from infra.inventory import load_inventory
+    from infra.inventory import inventory_of
 
     names = list(host or [])
     if not names and not all and getattr(c, "host", None):
         names = [c.host]  # called through a stock fab executor: this connection's host
     project = load(profile)  # generates missing secrets once, before the threads
     catalogue, config = project.catalogue, project.config
-    inventory = load_inventory(config.env_dir, catalogue.names(), list(config.settings))
+    inventory = inventory_of(config, catalogue)
     targets = resolve_targets(inventory, names, every=all)
     per_target = stacks_per_target(targets, list(stack or []), catalogue.names())
     out = console()

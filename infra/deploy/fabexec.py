@@ -45,12 +45,11 @@ class InventoryCall(ConnectionCall):
 
 
 def _inventory() -> Any:
-    from ..inventory import load_inventory
+    from ..inventory import inventory_of
     from ..project import load_project
 
     project = load_project()
-    return load_inventory(project.config.env_dir, project.catalogue.names(),
-                          list(project.config.settings))
+    return inventory_of(project.config, project.catalogue)
 
 
 class InventoryExecutor(Executor):  # type: ignore[misc]

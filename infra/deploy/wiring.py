@@ -142,9 +142,9 @@ def build_wiring(catalogue: Catalogue, inventory: Inventory, config: Config) -> 
 
 def template_helpers(catalogue: Catalogue, config: Config) -> dict[str, Any]:
     """``peer`` and ``remote_routes`` for the template context (see module docstring)."""
-    from ..inventory import load_inventory
+    from ..inventory import inventory_of
 
-    inventory = load_inventory(config.env_dir, catalogue.names(), list(config.settings))
+    inventory = inventory_of(config, catalogue)
     wiring = build_wiring(catalogue, inventory, config)
     peer: Callable[[str, str, int], str] = wiring.peer
     remote = wiring.remote_routes() if _ingress_here(catalogue, wiring) else []
