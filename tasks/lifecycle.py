@@ -95,7 +95,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     engine = apply.prepare_engine(c, project.catalogue, names, up_plan, networks, helper,
                                   str(config.path("DATA_ROOT")), out.print)
     outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout),
-                            max(1, int(jobs)), engine.probe_on_host)
+                            max(1, int(jobs)), engine)
     _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
     failures = report.failure_text(outcomes)
     if failures:
@@ -107,7 +107,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
 
 
 def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
-                 helper: str, timeout: int, jobs: int, probe_on_host: bool) -> dict[str, Any]:
+                 helper: str, timeout: int, jobs: int, engine: Any) -> dict[str, Any]:
     from infra.bringup import apply, schedule, state
 
     catalogue = project.catalogue
@@ -118,7 +118,7 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
     def bring_up(name: str) -> schedule.StackOutcome:
         outcome = apply.bring_up_stack(c, catalogue[name], prepared[name].target,
                                        up_plan.steps[name], helper, timeout,
-                                       probe_on_host=probe_on_host)
+                                       engine=engine)
         if outcome.status == schedule.HEALTHY:
             with lock:
                 state.record_stack(build_dir, name, state.StackRecord(prepared[name].digest,

@@ -33,7 +33,14 @@ SERVICE_LABEL = "com.docker.compose.service"
 def test_the_fast_paths_need_every_fact(text: str, chown: bool, probe: bool) -> None:
     facts = parse_engine_host(text)
     assert (facts.chown_on_host, facts.probe_on_host) == (chown, probe)
+    assert facts.compose_program == "docker compose"  # no plugin path read: through the CLI
     assert not HELPER_ONLY.chown_on_host and not HELPER_ONLY.probe_on_host
+
+
+def test_compose_runs_directly_only_from_an_absolute_plugin_path() -> None:
+    facts = parse_engine_host('0\n[]\nbridge\ncurl\n/home/a b/.docker/cli-plugins/docker-compose\n')
+    assert facts.compose_program == "'/home/a b/.docker/cli-plugins/docker-compose'"
+    assert parse_engine_host("0\n[]\n\n\ndocker-compose\n").compose_program == "docker compose"
 
 
 def _context():  # type: ignore[no-untyped-def]
@@ -72,7 +79,8 @@ def test_the_engine_on_this_machine_is_probed_and_fixed_by_the_shell(
     require(os.geteuid() == 0, "root (the shell's chown)")
     require_program("curl")
     facts = read_engine_host(_context())
-    assert facts == EngineHost("0", bridges_here=True, remapped=False, curl=True)
+    assert facts == EngineHost("0", bridges_here=True, remapped=False, curl=True,
+                               compose=facts.compose)
     # given the network's ID (from `docker network create`/`ls`), no listing is needed
     network_id = _docker("network", "inspect", "--format", "{{.Id}}",
                          served_network[1]).stdout.strip()
@@ -135,3 +143,47 @@ def test_ownership_on_host_needs_no_helper_container(tmp_path: Path) -> None:
     again = apply_ownership(_context(), "no-such-image.invalid/none:0", str(data), fixes,
                             dry=True, on_host=True)
     assert {c.action for c in again} == {"ok"}
+
+
+def _cli_compose_path(environ: dict[str, str]) -> str:
+    """Where the docker CLI itself resolves its compose plugin."""
+    shown = _context().run("docker info --format '{{range .ClientInfo.Plugins}}"
+                           '{{if eq .Name "compose"}}{{.Path}}{{end}}{{end}}\'', hide=True,
+                           warn=True, env=environ)
+    return shown.stdout.strip()
+
+
+@pytest.mark.engine
+def test_compose_binary_is_the_one_the_docker_cli_runs(docker_engine: str, tmp_path: Path
+                                                       ) -> None:
+    from infra.bringup.commands import ComposeTarget, compose
+
+    facts = read_engine_host(_context())
+    require(bool(_cli_compose_path({})), "the docker compose plugin")
+    assert facts.compose and Path(facts.compose).resolve() == Path(_cli_compose_path({})).resolve()
+    # run directly (standalone mode), it takes the arguments `docker compose` takes
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
+    target = ComposeTarget("syeh", tmp_path, tmp_path / "compose.yaml",
+                           program=facts.compose_program)
+    listed = _context().run(compose(target, "config", "--services"), hide=True)
+    assert listed.stdout.split() == ["web"]
+
+    # a plugin in DOCKER_CONFIG comes first, as for the CLI
+    config_dir = tmp_path / "docker-config"
+    (config_dir / "cli-plugins").mkdir(parents=True)
+    (config_dir / "cli-plugins" / "docker-compose").symlink_to(facts.compose)
+    environ = {"DOCKER_CONFIG": str(config_dir)}
+    mine = read_engine_host(_with_env(environ))
+    assert mine.compose == str(config_dir / "cli-plugins" / "docker-compose")
+    assert Path(_cli_compose_path(environ)) == Path(mine.compose)
+
+    # extra plugin directories in config.json: the CLI decides, through `docker compose`
+    (config_dir / "cli-plugins" / "docker-compose").unlink()
+    (config_dir / "config.json").write_text('{"cliPluginsExtraDirs": ["/nowhere"]}')
+    assert read_engine_host(_with_env(environ)).compose_program == "docker compose"
+
+
+def _with_env(environ: dict[str, str]):  # type: ignore[no-untyped-def]
+    from invoke import Config, Context
+
+    return Context(Config(overrides={"run": {"in_stream": False, "env": environ}}))

@@ -77,3 +77,47 @@ def test_harness_hosts_are_separate_machines_on_one_lan(tmp_path: Path) -> None:
         second.close()
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "hnh1" not in names and "hnh2" not in names
+
+
+def test_deploy_and_fab_connections_send_small_packets_at_once(tmp_path: Path) -> None:
+    """Nagle's algorithm is off on both kinds of connection (infra.deploy.connection): with it
+    on, each session channel waited for sshd's delayed ACK, 40 ms per command."""
+    import socket
+
+    from fabric import Config
+    from invoke import Task
+
+    from infra.deploy import run
+    from infra.deploy.fabexec import InventoryCall
+    from infra.deploy.targets import Target
+    from infra.inventory import Host
+
+    missing = available()
+    require(not missing, f"network namespaces with sshd ({missing})")
+    with network_hosts(1, tmp_path / "lab", prefix="hd", subnet="10.77.44") as lab:
+        host = lab.hosts[0]
+        deploy_conn = run.connect(Target("h1", Host("h1", host.address, "root", 22,
+                                                    str(lab.key_file), "", False, (), {})))
+        fab_conn = InventoryCall(Task(lambda c: None), init_kwargs={
+            "host": host.address, "user": "root", "connect_timeout": 10,
+            "connect_kwargs": {"key_filename": str(lab.key_file), "look_for_keys": False,
+                               "allow_agent": False}}).make_context(Config())
+        for conn in (deploy_conn, fab_conn):
+            assert conn.run("echo ok", hide=True, in_stream=False).stdout == "ok\n"
+            sock = conn.transport.sock
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            conn.close()
+
+
+def test_sockets_without_tcp_are_left_alone() -> None:
+    """A ProxyCommand or gateway channel is no TCP socket: nothing to set, nothing raised."""
+    import socket
+    from types import SimpleNamespace
+
+    from infra.deploy.connection import disable_nagle
+
+    left, right = socket.socketpair()
+    with left, right:
+        disable_nagle(SimpleNamespace(sock=left))
+    disable_nagle(SimpleNamespace(sock=object()))
+    disable_nagle(None)

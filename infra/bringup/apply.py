@@ -5,12 +5,13 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..catalogue import Catalogue, Stack
 from ..errors import InfraError
 from . import commands as cmd
-from .enginehost import EngineHost, read_engine_host
+from .enginehost import HELPER_ONLY, EngineHost, read_engine_host
 from .facts import ContainerFact, parse_compose_ps
 from .ownership import (
     MOUNT_POINT,
@@ -92,13 +93,15 @@ def compose_ps(c: Any, target: cmd.ComposeTarget) -> list[ContainerFact]:
 
 def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackStep,
                    helper_image: str, timeout: int, log_tail: int = LOG_TAIL,
-                   probe_on_host: bool = False) -> StackOutcome:
+                   engine: EngineHost = HELPER_ONLY) -> StackOutcome:
     """Bring one stack up and wait until every service is healthy (or a job exited 0).
 
-    ``probe_on_host``: HTTP probes run by the shell (curl) instead of a helper container.
+    ``engine``: the facts (enginehost) that let the shell run the HTTP probes (curl) instead
+    of a helper container, and run the compose binary directly.
     """
     if step.action == SKIP:
         return StackOutcome(stack.name, UNCHANGED, detail=step.reason)
+    target = replace(target, program=engine.compose_program)
     begin = time.monotonic()
     daemons = [s.name for s in stack.services if not s.oneshot]
     jobs = [s.name for s in stack.services if s.oneshot]
@@ -121,7 +124,7 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
     checks = http_checks(stack, daemons)
     if checks:
         probe = (host_probe_command(checks, target.project, stack.network, remaining())
-                 if probe_on_host else
+                 if engine.probe_on_host else
                  probe_command(helper_image, stack.network, checks, remaining()))
         result = c.run(probe, hide=True, warn=True)
         bad = [r for r in parse_probe_output(result.stdout) if not r.healthy]

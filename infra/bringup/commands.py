@@ -20,10 +20,11 @@ class ComposeTarget:
     project: str
     directory: Path
     compose_file: Path
+    program: str = "docker compose"  # or the plugin binary itself (enginehost.compose_program)
 
     def base(self) -> str:
-        return (f"docker compose -p {q(self.project)} --project-directory {q(str(self.directory))}"
-                f" -f {q(str(self.compose_file))}")
+        return (f"{self.program} -p {q(self.project)} --project-directory "
+                f"{q(str(self.directory))} -f {q(str(self.compose_file))}")
 
 
 def compose(target: ComposeTarget, *args: str) -> str:

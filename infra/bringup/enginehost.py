@@ -9,11 +9,16 @@ addition, the engine maps no UIDs (neither rootless nor userns-remap) and the sh
 ownership itself. Anything else (a remote engine, Docker Desktop's VM, a rootless engine in
 rootlesskit's namespace, an engine in another network namespace, a non-root login, or no
 user-defined network yet to tell) keeps the helper container.
+
+The same round trip finds the compose plugin binary where the docker CLI would: running it
+directly spares the CLI's own start and its metadata call to the plugin, about 0.1 s of CPU
+per compose command.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ class EngineHost:
     bridges_here: bool = False  # a user-defined bridge of the engine is in our namespace
     remapped: bool = False  # rootless or userns-remap: container UIDs are not host UIDs
     curl: bool = False
+    compose: str = ""  # the compose plugin binary `docker compose` runs; "" when unsure
 
     @property
     def chown_on_host(self) -> bool:
@@ -34,13 +40,33 @@ class EngineHost:
     def probe_on_host(self) -> bool:
         return self.bridges_here and self.curl
 
+    @property
+    def compose_program(self) -> str:
+        """How to run compose: the plugin binary itself (standalone mode, same arguments) when
+        found, else through the docker CLI."""
+        return shlex.quote(self.compose) if self.compose else "docker compose"
+
 
 HELPER_ONLY = EngineHost()  # nothing known: every fix and probe through a helper container
+
+# The docker CLI looks for plugins in its config directory, then in cliPluginsExtraDirs from
+# its config.json, then in these (docker/cli cli-plugins/manager); the first match runs.
+SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                      "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+FIND_COMPOSE = (
+    'cfg="${DOCKER_CONFIG:-$HOME/.docker}"; compose=""; '
+    'for d in "$cfg/cli-plugins" ' + " ".join(SYSTEM_PLUGIN_DIRS) + "; do "
+    'if [ -f "$d/docker-compose" ] && [ -x "$d/docker-compose" ]; then '
+    'compose="$d/docker-compose"; break; fi; '
+    # extra directories would come next: leave the choice to the CLI
+    'if grep -qs cliPluginsExtraDirs "$cfg/config.json"; then break; fi; done; '
+    'echo "$compose"')
 
 
 def engine_host_command(network_ids: Sequence[str] = ()) -> str:
     """One round trip: login uid, the engine's security options, whether one of its bridges
-    (``br-<network id>``) is an interface here (/proc/net is per network namespace), curl.
+    (``br-<network id>``) is an interface here (/proc/net is per network namespace), curl,
+    and the compose plugin binary.
 
     The options come from the engine's /info over its socket when DOCKER_HOST names one (as
     deploys set it) and curl is there: `docker info` also runs every CLI plugin for its
@@ -61,14 +87,16 @@ def engine_host_command(network_ids: Sequence[str] = ()) -> str:
             f"*) {info} || echo;; esac; " + pick +
             'if [ -n "$net" ] && grep -qE "br-($net):" /proc/net/dev 2>/dev/null; '
             "then echo bridge; else echo; fi; "
-            "if command -v curl >/dev/null 2>&1; then echo curl; else echo; fi")
+            "if command -v curl >/dev/null 2>&1; then echo curl; else echo; fi; "
+            + FIND_COMPOSE)
 
 
 def parse_engine_host(text: str) -> EngineHost:
-    lines = [*text.splitlines(), "", "", "", ""]
-    uid, options, bridge, curl = (line.strip() for line in lines[:4])
+    lines = [*text.splitlines(), "", "", "", "", ""]
+    uid, options, bridge, curl, compose = (line.strip() for line in lines[:5])
     return EngineHost(uid, bridge == "bridge",
-                      "name=rootless" in options or "name=userns" in options, curl == "curl")
+                      "name=rootless" in options or "name=userns" in options, curl == "curl",
+                      compose if compose.startswith("/") else "")
 
 
 def read_engine_host(c: Any, network_ids: Sequence[str] = ()) -> EngineHost:

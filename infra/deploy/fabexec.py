@@ -23,7 +23,8 @@ PARALLEL_TASKS = {"deploy"}
 
 
 class InventoryCall(ConnectionCall):
-    """A per-host call whose Connection exports the host's DOCKER_HOST."""
+    """A per-host call whose Connection exports the host's DOCKER_HOST (and, for every host,
+    sends small packets at once: infra.deploy.connection)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.run_env: dict[str, str] = kwargs.pop("run_env", {})
@@ -41,7 +42,9 @@ class InventoryCall(ConnectionCall):
             config.run.env = {**(config.run.env or {}), **self.run_env}
         if self.inventory_host:  # tasks load this host's settings (tasks/_common.py)
             config.stackyard = {"inventory_host": self.inventory_host}
-        return super().make_context(config)
+        from .connection import Connection  # fabric's, with TCP_NODELAY
+
+        return Connection(**{**self.init_kwargs, "config": config})
 
 
 def _inventory() -> Any:

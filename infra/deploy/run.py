@@ -38,11 +38,12 @@ class DeployOptions:
 
 def connect(target: Target, timeout: int = 10) -> Any:
     """A fabric Connection to the target; its engine socket exported for every command."""
-    from fabric import Config, Connection
+    from fabric import Config
+
+    from .connection import Connection
 
     config = Config(overrides={"run": {"env": target.run_env()}, "load_ssh_configs": False})
-    conn = Connection(config=config, **target.connection_kwargs(timeout))
-    return conn
+    return Connection(config=config, **target.connection_kwargs(timeout))
 
 
 def probe_login(conn: Any, socket: str = "") -> tuple[str, str, str]:
@@ -153,7 +154,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                          f"({up_plan.steps[name].reason})")
         outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
                                        up_plan.steps[name], helper, timeout,
-                                       probe_on_host=engine.probe_on_host)
+                                       engine=engine)
         say(target.name, f"{name}: {outcome.status} ({time.monotonic() - begin:.1f}s)")
         if outcome.status == schedule.HEALTHY:
             with lock:
