@@ -5,6 +5,13 @@ served by a registry on the bridge address, the catalogue's zot stack (and its o
 and HTTP health probe). Each measured deploy starts from clean hosts (no containers, no
 uploaded files, no run state) after one warm-up deploy (images pulled into every engine), so
 it measures render + upload + bring-up, not image pulls. Target: 4 hosts <= 1.5 x one host.
+
+Two measurements. First, the hosts share this machine's processors, as the lab runs them:
+four engines starting containers then compete for two cores, which real hosts do not do
+(the script prints that CPU floor). Second, each host is a machine of its own size
+(``--host-cpus``, a CPU cgroup holding its sshd, dockerd and containers), the same size for
+the 1-host and the 4-host deploy: what remains shared is the deploying process, which is what
+the ratio is meant to judge.
 The inventory places a stack on one host only, so this drives the core (infra.deploy.run)
 with four targets that each hold zot, as `invoke deploy` does with its inventory.
 Needs root. Usage: .venv/bin/python bench/deploy.py [--rounds N]
@@ -32,6 +39,9 @@ from tests.support.rendering import env_dir_with_profile
 from tests.test_deploy_ssh import MIRROR_PORT, SUBNET, _push_doubles
 
 STACK = "zot"
+# Each host a machine of its own size: 4 x 0.4 processors leave 0.4 of this machine's 2 for
+# the deploying process (about 0.25 of one while it drives 4 hosts).
+HOST_CPUS = 0.4
 
 
 def targets(lab: hosts.Lab, workdir: Path, count: int) -> list[Target]:
@@ -91,10 +101,55 @@ def deploy(lab: hosts.Lab, workdir: Path, count: int) -> float:
     return elapsed
 
 
+def measure(workdir: Path, mirror: str, rounds: int, cpus: float) -> dict[int, list[float]]:
+    """Median-ready deploy times to 1 and 4 hosts on a fresh lab of 4 hosts."""
+    CPU.update({1: [], 4: []})
+    OWN.update({1: [], 4: []})
+    with hosts.network_hosts(4, workdir / f"lab-{cpus:g}", prefix="sb", subnet=SUBNET, dockerd=True,
+                             insecure_registries=[mirror], cpus=cpus,
+                             engine_cache=images.CACHE_DIR / "bench-engines") as lab, \
+            hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1",
+                                  MIRROR_PORT, workdir):
+        warm = deploy(lab, workdir, 4)
+        print(f"warm-up (pulls into 4 engines): {warm:.1f}s")
+        CPU.update({1: [], 4: []})
+        OWN.update({1: [], 4: []})
+        figures: dict[int, list[float]] = {1: [], 4: []}
+        for _ in range(rounds):
+            for count in (1, 4):
+                reset(lab, workdir)
+                figures[count].append(deploy(lab, workdir, count))
+        reset(lab, workdir)
+    return figures
+
+
+def report(title: str, figures: dict[int, list[float]], cpus: float) -> float:
+    one, four = statistics.median(figures[1]), statistics.median(figures[4])
+    print(title)
+    for count, median in ((1, one), (4, four)):
+        runs = [round(x, 2) for x in figures[count]]
+        print(f"  deploy {STACK} to {count} host(s): median {median:.2f}s  runs {runs}  "
+              f"CPU: all processes {statistics.median(CPU[count]):.2f}s, "
+              f"of which this one {statistics.median(OWN[count]):.2f}s")
+    if not cpus:
+        cores = os.cpu_count() or 1
+        floor = statistics.median(CPU[4]) / cores
+        print(f"  the 4-host deploy's CPU on {cores} cores takes at least {floor:.2f}s: "
+              f"{floor / one:.2f}x the 1-host time before any waiting")
+    ratio = four / one
+    print(f"  ratio 4/1: {ratio:.2f} (target <= 1.5): {'OK' if ratio <= 1.5 else 'MISSED'}")
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--host-cpus", type=float, default=HOST_CPUS,
+                        help=f"processors of each host in the second measurement (default "
+                             f"{HOST_CPUS}); 0: measure only with shared processors")
     args = parser.parse_args()
+    modes = [0.0] + ([args.host_cpus] if args.host_cpus else [])
+    results = []
     with tempfile.TemporaryDirectory(prefix="sy-bench-deploy-") as tmp:
         workdir = Path(tmp)
         mirror = f"{SUBNET}.1:{MIRROR_PORT}"
@@ -102,27 +157,15 @@ def main() -> None:
                                        f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
         _push_doubles(workdir)  # loads the project from env/: after it exists
         os.environ.update({"INFRA_ENV_DIR": str(env_dir), "BUILD_DIR": str(workdir / "build")})
-        with hosts.network_hosts(4, workdir / "lab", prefix="sb", subnet=SUBNET, dockerd=True,
-                                 insecure_registries=[mirror],
-                                 engine_cache=images.CACHE_DIR / "bench-engines") as lab, \
-                hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1",
-                                      MIRROR_PORT, workdir):
-            warm = deploy(lab, workdir, 4)
-            print(f"warm-up (pulls into 4 engines): {warm:.1f}s")
-            figures: dict[int, list[float]] = {1: [], 4: []}
-            for _ in range(args.rounds):
-                for count in (1, 4):
-                    reset(lab, workdir)
-                    figures[count].append(deploy(lab, workdir, count))
-            reset(lab, workdir)
-    one, four = statistics.median(figures[1]), statistics.median(figures[4])
-    for count, median in ((1, one), (4, four)):
-        runs = [round(x, 2) for x in figures[count]]
-        print(f"deploy {STACK} to {count} host(s): median {median:.2f}s  runs {runs}  "
-              f"CPU: all processes {statistics.median(CPU[count][-len(runs):]):.2f}s, "
-              f"of which this one {statistics.median(OWN[count][-len(runs):]):.2f}s")
-    ratio = four / one
-    print(f"ratio 4/1: {ratio:.2f} (target <= 1.5): {'OK' if ratio <= 1.5 else 'MISSED'}")
+        for cpus in modes:
+            figures = measure(workdir, mirror, args.rounds, cpus)
+            title = (f"hosts of {cpus:g} processor(s) each (a CPU cgroup per host)" if cpus
+                     else f"hosts sharing this machine's {os.cpu_count()} processors")
+            results.append((title, figures, dict(CPU), dict(OWN), cpus))
+    for title, figures, cpu, own, cpus in results:
+        CPU.update(cpu)
+        OWN.update(own)
+        report(title, figures, cpus)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class Host:
     sshd: subprocess.Popen[bytes] | None = None
     dockerd: subprocess.Popen[bytes] | None = None
     docker_socket: str = ""
+    cpu_cgroup: Path | None = None  # limit_cpu: the host's processors
 
     @property
     def netns_path(self) -> str:
@@ -130,6 +131,36 @@ def _root_home(host: Host) -> Path:
     return home
 
 
+CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller (this machine's kind)
+
+
+def limit_cpu(host: Host, cpus: float) -> None:
+    """Make the host a machine of ``cpus`` processors: a CPU cgroup with that quota, which its
+    sshd and dockerd join, and so everything they start (sessions, docker CLI, compose,
+    containerd, runc) except the containers themselves: cgroup v1 refuses a container's own
+    CPU limit (compose ``cpus``) under a smaller quota."""
+    if not (CPU_CGROUPS / "cpu.cfs_quota_us").is_file():
+        raise RuntimeError(f"no cgroup v1 cpu controller at {CPU_CGROUPS}: cannot limit CPUs")
+    group = CPU_CGROUPS / host.name
+    group.mkdir(exist_ok=True)
+    period = int((group / "cpu.cfs_period_us").read_text())
+    (group / "cpu.cfs_quota_us").write_text(str(int(period * cpus)))
+    host.cpu_cgroup = group
+
+
+def _join_cgroup(host: Host) -> Callable[[], None] | None:
+    """A preexec function moving the new process into the host's CPU cgroup, if it has one."""
+    group = host.cpu_cgroup
+    if group is None:
+        return None
+    return lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def _remove_cgroup(group: Path) -> None:
+    with contextlib.suppress(OSError):  # still busy only if a process escaped the teardown
+        group.rmdir()
+
+
 def _start_dockerd(host: Host, insecure_registries: Sequence[str] = (),
                    data_root: Path | None = None) -> None:
     config = host.directory / "daemon.json"
@@ -142,7 +173,8 @@ def _start_dockerd(host: Host, insecure_registries: Sequence[str] = (),
          "--exec-root", f"/run/{host.name}-exec",
          "--pidfile", f"/run/{host.name}-docker.pid", "-H", f"unix://{host.docker_socket}",
          "--config-file", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_join_cgroup(host))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if host.dockerd.poll() is not None:
@@ -185,12 +217,14 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
 @contextlib.contextmanager
 def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "10.77.0",
                   dockerd: bool = False, insecure_registries: Sequence[str] = (),
-                  engine_cache: Path | None = None) -> Iterator[Lab]:
+                  engine_cache: Path | None = None, cpus: float = 0) -> Iterator[Lab]:
     """``count`` hosts named <prefix>h1.. at <subnet>.2.. on bridge <prefix>br (<subnet>.1).
 
     ``insecure_registries`` go into each engine's daemon.json (a registry on the bridge
     address); ``engine_cache``: keep each engine's data root (pulled images) under this folder
     across runs; containers, networks and volumes are removed in teardown either way.
+    ``cpus``: each host gets that many processors of its own (limit_cpu); 0: all hosts share
+    this machine's.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     key = workdir / "id_ed25519"
@@ -217,6 +251,8 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
             sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
                "netns", host.name)
             sh("ip", "link", "set", veth, "master", bridge, "up")
+            if cpus:
+                limit_cpu(host, cpus)
             for command in (f"ip addr add {host.address}/24 dev eth0", "ip link set eth0 up",
                             "ip link set lo up", f"ip route add default via {subnet}.1"):
                 sh("ip", "netns", "exec", host.name, *command.split())
@@ -234,7 +270,7 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
                  "--propagation", "slave", "sh", "-c", 'mount --bind "$0" /root && exec "$@"',
                  str(_root_home(host)), SSHD, "-D", "-e", "-f", str(config)],
                 stdout=subprocess.DEVNULL, stderr=(host.directory / "sshd.log").open("wb"),
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_join_cgroup(host))
             _wait_port(host.address, 22, 10, host.sshd)
         yield lab
     finally:
@@ -250,6 +286,8 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
                     os.kill(int(pid), signal.SIGKILL)
             sh("ip", "link", "del", f"{prefix}v{index}", check=False)
             sh("ip", "netns", "del", host.name, check=False)
+            if host.cpu_cgroup:
+                _remove_cgroup(host.cpu_cgroup)
         for rule in lab.firewall_rules:
             sh("iptables", "-D", *rule, check=False)
         sh("ip", "link", "del", bridge, check=False)
