@@ -52,8 +52,8 @@ def daemon_json(c, dry=False, path="", restart_command="", user="", profile=""):
     owner = f"{entry.uid}:{entry.gid}" if user_owned and entry else ""
     prepare = ([Run(as_user(f"mkdir -p $HOME/{dj.ROOTLESS_PATH.rsplit('/', 1)[0]}", name,
                             current, root))] if rootless_mode and not path else None)
-    plan, diff = dj.plan_daemon_json(facts, dj.desired_settings(config.public, home),
-                                     time.strftime("%Y%m%d-%H%M%S"), restart,
+    desired = dj.desired_settings(config.public, home, rootless=rootless_mode)
+    plan, diff = dj.plan_daemon_json(facts, desired, time.strftime("%Y%m%d-%H%M%S"), restart,
                                      sudo=not rootless_mode or (not root and name != current),
                                      owner=owner, prepare=prepare)
     if diff:

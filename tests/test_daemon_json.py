@@ -34,9 +34,24 @@ def test_desired_settings_follow_the_seed() -> None:
         "log-driver": "json-file",
         "log-opts": {"max-size": "10m", "max-file": "3", "compress": "true"},
         "features": {"buildkit": True},
+        "live-restore": True,
+        "no-new-privileges": True,
+        "userland-proxy": False,
         "registry-mirrors": ["http://localhost:5000"],
         "insecure-registries": ["localhost:5000"],
     }
+
+
+@pytest.mark.unit
+def test_cis_keys_follow_their_settings_and_rootless_keeps_its_port_proxy() -> None:
+    rootless = dj.desired_settings(SEED_VALUES, home="/home/madmin", rootless=True)
+    assert "userland-proxy" not in rootless  # rootlesskit publishes ports through it
+    assert rootless["live-restore"] is True and rootless["no-new-privileges"] is True
+    opted_out = dj.desired_settings({"DOCKER_LIVE_RESTORE_ENABLED": "false",
+                                     "DOCKER_NO_NEW_PRIVILEGES_ENABLED": "no",
+                                     "DOCKER_USERLAND_PROXY_ENABLED": "true"})
+    assert (opted_out["live-restore"], opted_out["no-new-privileges"],
+            opted_out["userland-proxy"]) == (False, False, True)
 
 
 @pytest.mark.unit
@@ -172,6 +187,15 @@ def test_daemon_json_against_a_real_engine(own_engine: Path, task_env: None,
     assert info["RegistryConfig"]["Mirrors"] == ["http://localhost:5000/"]
     assert info["LoggingDriver"] == "json-file"
     assert info["Debug"] is True  # the unrelated key survived
+    assert info["LiveRestoreEnabled"] is True
+    assert json.loads((own_engine / "daemon.json").read_text())["userland-proxy"] is False
+    # no-new-privileges is not in `docker info` (20.10): a container's process shows it
+    from tests.support import images
+
+    base = images.ensure_busybox_base(["docker", "-H", f"unix://{own_engine}/d.sock"])
+    status = docker(own_engine, "run", "--rm", "--network", "none", base, "cat",
+                    "/proc/self/status")
+    assert "NoNewPrivs:\t1" in status
     backups = list(own_engine.glob("daemon.json.bak-*"))
     assert [b.read_text() for b in backups] == ['{"debug": true}\n']
     # log options reach containers: create one from an imported one-file image

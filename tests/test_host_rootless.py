@@ -62,3 +62,34 @@ def test_rootless_engine_for_a_new_user(throwaway_user: str, env_dir: Path,
     assert "nothing to do" in second
     assert rl.plan_rootless(rl.gather(Context(), throwaway_user)).empty
     assert Path(facts.user.home, ".bashrc").read_text() == profile
+
+
+def test_rootless_engine_runs_with_the_daemon_json_the_task_writes(
+        throwaway_user: str, env_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CIS keys (live-restore, no-new-privileges) are accepted by dockerd-rootless.sh, and
+    the rootless file keeps no userland-proxy key (rootlesskit publishes ports through it)."""
+    import json
+
+    from tasks.docker import daemon_json
+    from tasks.host import rootless
+    from tests.support import images
+
+    monkeypatch.setenv("INFRA_ENV_DIR", str(env_dir))
+    monkeypatch.setenv("ROOTLESS", "true")
+    rootless(Context(), user=throwaway_user)
+    facts = rl.gather(Context(), throwaway_user)
+    stop = f"pkill -u {throwaway_user} -f rootlesskit; sleep 1"
+    daemon_json(Context(), user=throwaway_user, restart_command=stop)
+    written = json.loads(Path(facts.user.home, ".config/docker/daemon.json").read_text())
+    assert written["live-restore"] is True and written["no-new-privileges"] is True
+    assert "userland-proxy" not in written
+    assert not rl.gather(Context(), throwaway_user).daemon_rootless  # it was stopped
+    rootless(Context(), user=throwaway_user)  # starts it again, with the new file
+    cli = ["docker", "-H", f"unix://{facts.socket}"]
+    info = json.loads(subprocess.run([*cli, "info", "--format", "{{json .}}"],
+                                     capture_output=True, text=True, timeout=30).stdout)
+    assert info["LiveRestoreEnabled"] is True and "name=rootless" in info["SecurityOptions"]
+    base = images.ensure_busybox_base(cli)
+    status = subprocess.run([*cli, "run", "--rm", "--network", "none", base, "cat",
+                             "/proc/self/status"], capture_output=True, text=True, timeout=60)
+    assert "NoNewPrivs:\t1" in status.stdout, status.stderr

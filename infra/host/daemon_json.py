@@ -21,8 +21,10 @@ ROOTFUL_PATH = "/etc/docker/daemon.json"
 ROOTLESS_PATH = ".config/docker/daemon.json"  # under the rootless user's home
 
 
-def desired_settings(values: Mapping[str, str], home: str = "") -> dict[str, Any]:
-    """The seed's daemon.json (step 5) from configuration values."""
+def desired_settings(values: Mapping[str, str], home: str = "", rootless: bool = False
+                     ) -> dict[str, Any]:
+    """The seed's daemon.json (step 5) from configuration values, with the CIS section 2 keys
+    (live-restore, no-new-privileges, and userland-proxy where the engine is rootful)."""
     settings: dict[str, Any] = {}
     data_root = values.get("DOCKER_DATA_ROOT", "")
     if data_root:
@@ -42,10 +44,13 @@ def desired_settings(values: Mapping[str, str], home: str = "") -> dict[str, Any
     settings["log-opts"] = {
         "max-size": values.get("DOCKER_LOG_MAX_SIZE", "10m"),
         "max-file": values.get("DOCKER_LOG_MAX_FILES", "3"),
-        "compress": "true" if values.get("DOCKER_LOG_COMPRESS_ENABLED", "true").lower()
-        in ("true", "yes", "on", "1") else "false",
+        "compress": "true" if _flag(values, "DOCKER_LOG_COMPRESS_ENABLED", True) else "false",
     }
     settings["features"] = {"buildkit": True}
+    settings["live-restore"] = _flag(values, "DOCKER_LIVE_RESTORE_ENABLED", True)
+    settings["no-new-privileges"] = _flag(values, "DOCKER_NO_NEW_PRIVILEGES_ENABLED", True)
+    if not rootless:  # dockerd-rootless.sh publishes ports through rootlesskit's proxy
+        settings["userland-proxy"] = _flag(values, "DOCKER_USERLAND_PROXY_ENABLED", False)
     mirror = values.get("DOCKER_REGISTRY_MIRROR_URL", "")
     if mirror:
         parts = urlsplit(mirror)
@@ -57,6 +62,13 @@ def desired_settings(values: Mapping[str, str], home: str = "") -> dict[str, Any
         if parts.scheme == "http":  # a registry without TLS; one with our CA's cert needs none
             settings["insecure-registries"] = [parts.netloc]
     return settings
+
+
+def _flag(values: Mapping[str, str], key: str, default: bool) -> bool:
+    from ..settings import parse_bool
+
+    value = values.get(key, "")
+    return parse_bool(value) if value else default
 
 
 def parse_existing(text: str | None, path: str) -> dict[str, Any]:
