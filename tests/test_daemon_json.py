@@ -227,3 +227,43 @@ def test_corrupt_daemon_json_is_left_untouched(own_engine: Path, task_env: None)
     assert target.read_text() == '{"debug": true,\n'
     assert not list(own_engine.glob("broken.json.bak-*"))
     assert restarts(own_engine) == 1
+
+
+@pytest.mark.engine
+def test_loopback_ports_answer_with_the_written_settings(tmp_path: Path) -> None:
+    """userland-proxy off (with the other keys the task writes for a rootful engine): a port
+    published on 127.0.0.1 still answers on the engine's machine, through iptables rules and
+    no docker-proxy process. The engine runs in a network namespace of its own."""
+    from tests.support import hosts, images
+
+    missing = hosts.available()
+    require(not missing, f"network namespaces ({missing})")
+    require_program("curl")
+    written = {k: v for k, v in dj.desired_settings({}).items()
+               if k in ("live-restore", "no-new-privileges", "userland-proxy", "log-opts")}
+    assert written["userland-proxy"] is False
+    with hosts.network_hosts(1, tmp_path / "lab", prefix="dp", subnet="10.77.45", dockerd=True,
+                             daemon_config=written) as lab:
+        host = lab.hosts[0]
+        cli = ["docker", "-H", f"unix://{host.docker_socket}"]
+        in_host = ["nsenter", f"--net={host.netns_path}"]
+        base = images.ensure_busybox_base(cli)
+        subprocess.run([*cli, "network", "create", "dp_default"], check=True,
+                       capture_output=True, timeout=60)
+        subprocess.run([*cli, "run", "-d", "--name", "web", "--network", "dp_default", "-p",
+                        "127.0.0.1:18080:8080", base, "sh", "-c",
+                        "mkdir -p /w && echo ok > /w/ok && exec httpd -f -p 8080 -h /w"],
+                       check=True, capture_output=True, timeout=60)
+        answer = ""
+        for _ in range(50):
+            answer = subprocess.run([*in_host, "curl", "-s", "--max-time", "5",
+                                     "http://127.0.0.1:18080/ok"], capture_output=True,
+                                    text=True).stdout
+            if answer:
+                break
+            time.sleep(0.1)
+        assert answer == "ok\n"
+        assert host.dockerd is not None  # nsenter exec'd dockerd: same pid
+        proxies = subprocess.run(["pgrep", "-P", str(host.dockerd.pid), "-x", "docker-proxy"],
+                                 capture_output=True, text=True)
+        assert proxies.stdout == ""  # this engine runs no userland proxy

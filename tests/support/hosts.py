@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,10 +162,13 @@ def _remove_cgroup(group: Path) -> None:
 
 
 def _start_dockerd(host: Host, insecure_registries: Sequence[str] = (),
-                   data_root: Path | None = None) -> None:
+                   data_root: Path | None = None,
+                   daemon_config: Mapping[str, Any] | None = None) -> None:
     config = host.directory / "daemon.json"
-    config.write_text(json.dumps({"insecure-registries": list(insecure_registries)}
-                                 if insecure_registries else {}))
+    settings = dict(daemon_config or {})
+    if insecure_registries:
+        settings["insecure-registries"] = list(insecure_registries)
+    config.write_text(json.dumps(settings))
     log = (host.directory / "dockerd.log").open("wb")
     host.dockerd = subprocess.Popen(  # nsenter, not `ip netns exec`: that remounts /sys
         ["nsenter", f"--net={host.netns_path}", "dockerd",
@@ -217,14 +220,15 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
 @contextlib.contextmanager
 def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "10.77.0",
                   dockerd: bool = False, insecure_registries: Sequence[str] = (),
-                  engine_cache: Path | None = None, cpus: float = 0) -> Iterator[Lab]:
+                  engine_cache: Path | None = None, cpus: float = 0,
+                  daemon_config: Mapping[str, Any] | None = None) -> Iterator[Lab]:
     """``count`` hosts named <prefix>h1.. at <subnet>.2.. on bridge <prefix>br (<subnet>.1).
 
     ``insecure_registries`` go into each engine's daemon.json (a registry on the bridge
     address); ``engine_cache``: keep each engine's data root (pulled images) under this folder
     across runs; containers, networks and volumes are removed in teardown either way.
     ``cpus``: each host gets that many processors of its own (limit_cpu); 0: all hosts share
-    this machine's.
+    this machine's. ``daemon_config``: more keys for each engine's daemon.json.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     key = workdir / "id_ed25519"
@@ -259,7 +263,8 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
             if dockerd:
                 host.docker_socket = f"/run/{host.name}-docker.sock"
                 _start_dockerd(host, insecure_registries,
-                               engine_cache / host.name if engine_cache else None)
+                               engine_cache / host.name if engine_cache else None,
+                               daemon_config)
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                str(host.directory / "ssh_host_ed25519_key"))
             config = host.directory / "sshd_config"
