@@ -69,7 +69,9 @@ def _push_doubles(workdir: Path) -> None:
     with registry.local_registry(images.CACHE_DIR / "registry", port, config_dir=workdir):
         environ = {"INFRA_ENV_DIR": str(workdir / "env"), "IMAGE_MIRROR": f"127.0.0.1:{port}",
                    "BUILD_DIR": str(workdir / "build")}
-        images.ensure_doubles(load_project(None, environ=environ))
+        references = images.ensure_doubles(load_project(None, environ=environ))
+    if port != e2e.REGISTRY_PORT:  # the hosts pull from the registry root, not these tags
+        images.forget_doubles(references)
 
 
 def _inventory(lab: hosts.Lab, workdir: Path) -> str:

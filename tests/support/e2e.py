@@ -134,6 +134,8 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
         project = load_project(PROFILE, environ=environ)
         begin = time.monotonic()
         references = images.ensure_doubles(project)
+        if port != REGISTRY_PORT:
+            stack.callback(images.forget_doubles, references)
         timings = {"doubles": time.monotonic() - begin}
         if rootless:
             begin = time.monotonic()

@@ -339,6 +339,13 @@ def build_double(engine: Sequence[str], spec: DoubleSpec, reference: str | None 
     return reference
 
 
+def forget_doubles(references: Sequence[str], engine: Sequence[str] = ("docker",)) -> None:
+    """Untag doubles built for a one-off registry port (the layers stay, shared with the
+    fixed port's tags), so runs that found the fixed port busy leave no tags behind."""
+    if references:
+        subprocess.run([*engine, "rmi", *references], capture_output=True, timeout=300)
+
+
 def ensure_doubles(project: Project, engine: Sequence[str] = ("docker",), push: bool = True
                    ) -> list[str]:
     """Build every double and push it to IMAGE_MIRROR (the local registry); returns references."""
