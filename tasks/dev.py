@@ -24,7 +24,11 @@ def bundled_compose_binary() -> Path | None:
 
 @infra_task
 def setup(c):
-    """Make `docker compose` (v2) available, linking the bundled binary when it is missing."""
+    """Compile the task modules; make `docker compose` (v2) available, linking the bundled
+    binary when it is missing."""
+    # invoke never writes bytecode (it sets sys.dont_write_bytecode unless --write-pyc): without
+    # this every `invoke` would compile the project's modules again, a third of its start time
+    c.run(f"{sys.executable} -m compileall -q tasks infra", hide=True)
     found = c.run("docker compose version --short", hide=True, warn=True)
     if found.ok:
         console().print(f"docker compose {found.stdout.strip()}: [green]present[/green]")

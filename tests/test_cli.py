@@ -94,3 +94,27 @@ def test_every_task_has_help(project_root: Path, env_dir: Path) -> None:
         assert shown.returncode == 0, shown.stderr
         docstring = shown.stdout.split("Docstring:")[1].strip()
         assert docstring and not docstring.startswith("none"), f"{name} has no docstring"
+
+
+def test_setup_compiles_the_task_modules_invoke_would_not(project_root: Path, env_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """invoke sets sys.dont_write_bytecode: only `invoke setup` leaves bytecode behind, so the
+    next starts load it instead of compiling every module again."""
+    import shutil
+
+    from tests.conftest import require_program
+
+    require_program("docker")
+    copy = tmp_path / "project"
+    for folder in ("tasks", "infra"):
+        shutil.copytree(project_root / folder, copy / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    listed = run([*INVOKE, "--list"], copy, env_dir)
+    assert listed.returncode == 0, listed.stderr
+    assert not list(copy.rglob("*.pyc"))  # invoke itself wrote none
+    result = run([*INVOKE, "setup"], copy, env_dir, PYTHONDONTWRITEBYTECODE="1")
+    assert result.returncode == 0, result.stderr
+    sources = {p.relative_to(copy).with_suffix("") for p in copy.rglob("*.py")}
+    compiled = {p.parent.parent.relative_to(copy) / p.name.split(".")[0]
+                for p in copy.rglob("__pycache__/*.pyc")}
+    assert sources and sources == compiled
