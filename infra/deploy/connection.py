@@ -4,7 +4,7 @@ to import).
 Paramiko leaves TCP_NODELAY unset. With Nagle on, the small packets of opening a session
 channel wait for the peer's delayed ACK (40 ms on Linux): every ``run`` took at least 50 ms,
 even ``true`` on a host next door. OpenSSH's own client sets TCP_NODELAY for this reason.
-With it, a ``run`` on a namespace host takes 14 ms (bench/ssh_run.py).
+With it, a ``run`` on a namespace host takes about 14 ms (bench/ssh_run.py).
 """
 
 from __future__ import annotations
