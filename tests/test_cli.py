@@ -112,7 +112,9 @@ def test_setup_compiles_the_task_modules_invoke_would_not(project_root: Path, en
     listed = run([*INVOKE, "--list"], copy, env_dir)
     assert listed.returncode == 0, listed.stderr
     assert not list(copy.rglob("*.pyc"))  # invoke itself wrote none
-    result = run([*INVOKE, "setup"], copy, env_dir, PYTHONDONTWRITEBYTECODE="1")
+    home = tmp_path / "home"  # a compose link, if setup makes one, goes here
+    home.mkdir()
+    result = run([*INVOKE, "setup"], copy, env_dir, PYTHONDONTWRITEBYTECODE="1", HOME=str(home))
     assert result.returncode == 0, result.stderr
     sources = {p.relative_to(copy).with_suffix("") for p in copy.rglob("*.py")}
     compiled = {p.parent.parent.relative_to(copy) / p.name.split(".")[0]

@@ -46,7 +46,8 @@ def test_desired_settings_follow_the_seed() -> None:
 def test_cis_keys_follow_their_settings_and_rootless_keeps_its_port_proxy() -> None:
     rootless = dj.desired_settings(SEED_VALUES, home="/home/madmin", rootless=True)
     assert "userland-proxy" not in rootless  # rootlesskit publishes ports through it
-    assert rootless["live-restore"] is True and rootless["no-new-privileges"] is True
+    assert "live-restore" not in rootless  # its containers stop with rootlesskit anyway
+    assert rootless["no-new-privileges"] is True
     opted_out = dj.desired_settings({"DOCKER_LIVE_RESTORE_ENABLED": "false",
                                      "DOCKER_NO_NEW_PRIVILEGES_ENABLED": "no",
                                      "DOCKER_USERLAND_PROXY_ENABLED": "true"})
@@ -77,8 +78,10 @@ def test_merge_keeps_unrelated_keys_and_extends_lists() -> None:
     assert dj.merge(merged, {"registry-mirrors": ["http://localhost:5000"]}) == merged
 
 
-def facts(text: str | None, systemd_fd: bool = False) -> dj.DaemonJsonFacts:
-    return dj.DaemonJsonFacts("/etc/docker/daemon.json", text, systemd_fd)
+def facts(text: str | None, systemd_fd: bool = False, command_line: str = "",
+          swarm_active: bool = False) -> dj.DaemonJsonFacts:
+    return dj.DaemonJsonFacts("/etc/docker/daemon.json", text, systemd_fd, command_line,
+                              swarm_active)
 
 
 @pytest.mark.unit
@@ -112,6 +115,32 @@ def test_plan_refuses_corrupt_file_and_conflicting_hosts() -> None:
     plan, _ = dj.plan_daemon_json(facts('{"hosts": ["unix:///x.sock"]}'), {"debug": True}, "x",
                                   None, sudo=True)
     assert not plan.empty  # without systemd's fd:// a hosts key is fine
+
+
+@pytest.mark.unit
+def test_keys_the_daemon_would_refuse_are_left_out_with_the_reason() -> None:
+    desired = dj.desired_settings({})
+    unit = dj.exec_start_lines("[Service]\nExecStart=\n"
+                               "ExecStart=/usr/bin/dockerd -H fd:// --live-restore "
+                               "--userland-proxy-path=/usr/bin/docker-proxy "
+                               "--log-opt max-size=1m\n")
+    plan, _ = dj.plan_daemon_json(facts(None, command_line=unit), desired, "x", None, sudo=True)
+    written = json.loads(plan.actions[0].steps[-1].text)
+    assert "live-restore" not in written and "log-opts" not in written
+    assert written["userland-proxy"] is False  # --userland-proxy-path is another flag
+    assert any("--live-restore" in note for note in plan.notes)
+
+    swarm, _ = dj.plan_daemon_json(facts(None, swarm_active=True), desired, "x", None, sudo=True)
+    assert "live-restore" not in json.loads(swarm.actions[0].steps[-1].text)
+    assert any("swarm" in note for note in swarm.notes)
+
+    for no_iptables in (facts('{"iptables": false}'),
+                        facts(None, command_line="dockerd --iptables=false")):
+        kept, notes = dj.compatible_settings(desired, dj.parse_existing(no_iptables.text, "x"),
+                                             no_iptables)
+        assert "userland-proxy" not in kept and "published ports" in notes[-1]
+    assert dj.flag_given("dockerd --iptables=false", "--iptables") == "false"
+    assert dj.flag_given("dockerd --userland-proxy-path=/x", "--userland-proxy") is None
 
 
 # ---------------------------------------------------------------- against a real engine
@@ -189,6 +218,13 @@ def test_daemon_json_against_a_real_engine(own_engine: Path, task_env: None,
     assert info["Debug"] is True  # the unrelated key survived
     assert info["LiveRestoreEnabled"] is True
     assert json.loads((own_engine / "daemon.json").read_text())["userland-proxy"] is False
+    # this engine runs with --iptables=false: read from its process, that keeps the proxy on
+    running = Context().run(dj.running_arguments_command(str(own_engine / "pid")),
+                            hide=True, in_stream=False).stdout
+    assert dj.flag_given(running, "--iptables") == "false"
+    kept, _ = dj.compatible_settings(dj.desired_settings({}), {},
+                                     dj.DaemonJsonFacts("x", None, False, running))
+    assert "userland-proxy" not in kept
     # no-new-privileges is not in `docker info` (20.10): a container's process shows it
     from tests.support import images
 

@@ -193,3 +193,17 @@ def test_login_probe_reads_the_socket_owner_through_a_real_shell(tmp_path: Path)
     assert owner.split()[0] == str(os.getuid())
     assert probe_login(Context(), str(tmp_path / "missing.sock"))[2] == ""
     assert probe_login(Context())[1:] == (str(os.getuid()), "")
+
+
+def test_sockets_without_tcp_are_left_alone() -> None:
+    """A ProxyCommand or gateway channel is no TCP socket: nothing to set, nothing raised."""
+    import socket
+    from types import SimpleNamespace
+
+    from infra.deploy.connection import disable_nagle
+
+    left, right = socket.socketpair()
+    with left, right:
+        disable_nagle(SimpleNamespace(sock=left))
+    disable_nagle(SimpleNamespace(sock=object()))
+    disable_nagle(None)

@@ -3,6 +3,7 @@ run against the real engine, curl and chown."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -163,10 +164,10 @@ def test_compose_binary_is_the_one_the_docker_cli_runs(docker_engine: str, tmp_p
     assert facts.compose and Path(facts.compose).resolve() == Path(_cli_compose_path({})).resolve()
     # run directly (standalone mode), it takes the arguments `docker compose` takes
     (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox\n")
-    target = ComposeTarget("syeh", tmp_path, tmp_path / "compose.yaml",
-                           program=facts.compose_program)
-    listed = _context().run(compose(target, "config", "--services"), hide=True)
-    assert listed.stdout.split() == ["web"]
+    target = ComposeTarget("compose", tmp_path, tmp_path / "compose.yaml",
+                           program=facts.compose_program)  # even a project named "compose"
+    shown = _context().run(compose(target, "config"), hide=True).stdout
+    assert shown.startswith("name: compose\n") and "  web:\n" in shown
 
     # a plugin in DOCKER_CONFIG comes first, as for the CLI
     config_dir = tmp_path / "docker-config"
@@ -177,9 +178,17 @@ def test_compose_binary_is_the_one_the_docker_cli_runs(docker_engine: str, tmp_p
     assert mine.compose == str(config_dir / "cli-plugins" / "docker-compose")
     assert Path(_cli_compose_path(environ)) == Path(mine.compose)
 
-    # extra plugin directories in config.json: the CLI decides, through `docker compose`
+    # extra plugin directories come before it for the CLI: then the CLI decides
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "docker-compose").symlink_to(facts.compose)
+    (config_dir / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": [str(extra)]}))
+    assert Path(_cli_compose_path(environ)) == extra / "docker-compose"
+    assert read_engine_host(_with_env(environ)).compose_program == "docker compose"
+    # a first match that is not executable: the CLI fails on it, so we do not skip it
+    (config_dir / "config.json").unlink()
     (config_dir / "cli-plugins" / "docker-compose").unlink()
-    (config_dir / "config.json").write_text('{"cliPluginsExtraDirs": ["/nowhere"]}')
+    (config_dir / "cli-plugins" / "docker-compose").write_text("#!/bin/sh\n")
     assert read_engine_host(_with_env(environ)).compose_program == "docker compose"
 
 

@@ -108,16 +108,3 @@ def test_deploy_and_fab_connections_send_small_packets_at_once(tmp_path: Path) -
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             conn.close()
 
-
-def test_sockets_without_tcp_are_left_alone() -> None:
-    """A ProxyCommand or gateway channel is no TCP socket: nothing to set, nothing raised."""
-    import socket
-    from types import SimpleNamespace
-
-    from infra.deploy.connection import disable_nagle
-
-    left, right = socket.socketpair()
-    with left, right:
-        disable_nagle(SimpleNamespace(sock=left))
-    disable_nagle(SimpleNamespace(sock=object()))
-    disable_nagle(None)

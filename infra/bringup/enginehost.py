@@ -10,9 +10,9 @@ ownership itself. Anything else (a remote engine, Docker Desktop's VM, a rootles
 rootlesskit's namespace, an engine in another network namespace, a non-root login, or no
 user-defined network yet to tell) keeps the helper container.
 
-The same round trip finds the compose plugin binary where the docker CLI would: running it
-directly spares the CLI's own start and its metadata call to the plugin, about 0.1 s of CPU
-per compose command.
+The same round trip finds the compose plugin binary where the docker CLI would: a bring-up
+runs it directly, which spares the CLI's own start and its metadata call to the plugin, about
+0.1 s of CPU per compose command.
 """
 
 from __future__ import annotations
@@ -49,17 +49,20 @@ class EngineHost:
 
 HELPER_ONLY = EngineHost()  # nothing known: every fix and probe through a helper container
 
-# The docker CLI looks for plugins in its config directory, then in cliPluginsExtraDirs from
-# its config.json, then in these (docker/cli cli-plugins/manager); the first match runs.
+# Where the docker CLI looks for plugins (docker/cli cli-plugins/manager, getPluginDirs):
+# config.json's cliPluginsExtraDirs, then its config directory's cli-plugins, then these. The
+# first regular file (or symlink) named docker-compose is the one it runs.
 SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
                       "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
 FIND_COMPOSE = (
     'cfg="${DOCKER_CONFIG:-$HOME/.docker}"; compose=""; '
+    # extra directories (or the old CLIs' test variable): leave the choice to the CLI
+    'if [ -z "${DOCKER_CLI_PLUGIN_EXTRA_DIRS:-}" ] && '
+    '! grep -qs cliPluginsExtraDirs "$cfg/config.json"; then '
     'for d in "$cfg/cli-plugins" ' + " ".join(SYSTEM_PLUGIN_DIRS) + "; do "
-    'if [ -f "$d/docker-compose" ] && [ -x "$d/docker-compose" ]; then '
-    'compose="$d/docker-compose"; break; fi; '
-    # extra directories would come next: leave the choice to the CLI
-    'if grep -qs cliPluginsExtraDirs "$cfg/config.json"; then break; fi; done; '
+    'if [ -f "$d/docker-compose" ]; then '
+    # not executable: the CLI would fail on it too; let it say so
+    '[ -x "$d/docker-compose" ] && compose="$d/docker-compose"; break; fi; done; fi; '
     'echo "$compose"')
 
 

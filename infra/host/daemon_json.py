@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,7 @@ ROOTLESS_PATH = ".config/docker/daemon.json"  # under the rootless user's home
 def desired_settings(values: Mapping[str, str], home: str = "", rootless: bool = False
                      ) -> dict[str, Any]:
     """The seed's daemon.json (step 5) from configuration values, with the CIS section 2 keys
-    (live-restore, no-new-privileges, and userland-proxy where the engine is rootful)."""
+    (no-new-privileges; live-restore and userland-proxy where the engine is rootful)."""
     settings: dict[str, Any] = {}
     data_root = values.get("DOCKER_DATA_ROOT", "")
     if data_root:
@@ -47,9 +49,11 @@ def desired_settings(values: Mapping[str, str], home: str = "", rootless: bool =
         "compress": "true" if _flag(values, "DOCKER_LOG_COMPRESS_ENABLED", True) else "false",
     }
     settings["features"] = {"buildkit": True}
-    settings["live-restore"] = _flag(values, "DOCKER_LIVE_RESTORE_ENABLED", True)
     settings["no-new-privileges"] = _flag(values, "DOCKER_NO_NEW_PRIVILEGES_ENABLED", True)
-    if not rootless:  # dockerd-rootless.sh publishes ports through rootlesskit's proxy
+    if not rootless:
+        # A rootless engine's containers live in rootlesskit's namespaces and stop with it, so
+        # live-restore would promise nothing; its ports reach the host through the proxy.
+        settings["live-restore"] = _flag(values, "DOCKER_LIVE_RESTORE_ENABLED", True)
         settings["userland-proxy"] = _flag(values, "DOCKER_USERLAND_PROXY_ENABLED", False)
     mirror = values.get("DOCKER_REGISTRY_MIRROR_URL", "")
     if mirror:
@@ -117,6 +121,59 @@ class DaemonJsonFacts:
     path: str
     text: str | None
     systemd_fd: bool  # the daemon is started by systemd with -H fd://
+    command_line: str = ""  # the running dockerd's arguments and the unit's ExecStart lines
+    swarm_active: bool = False
+
+
+# daemon.json keys and the dockerd flags that set the same thing: dockerd refuses to start when
+# one is given both ways ("specified both as a flag and in the configuration file")
+FLAGS = {"data-root": "--data-root", "experimental": "--experimental",
+         "insecure-registries": "--insecure-registry", "live-restore": "--live-restore",
+         "log-driver": "--log-driver", "log-opts": "--log-opt",
+         "no-new-privileges": "--no-new-privileges", "registry-mirrors": "--registry-mirror",
+         "userland-proxy": "--userland-proxy", "iptables": "--iptables"}
+
+
+def flag_given(command_line: str, flag: str) -> str | None:
+    """The flag's value on the command line ("" for a bare flag), None when absent.
+    ``--userland-proxy-path`` is not ``--userland-proxy``."""
+    match = re.search(rf"(?:^|\s){re.escape(flag)}(?:=(\S*)|(?=\s|$))", command_line)
+    return None if match is None else (match.group(1) or "")
+
+
+def running_arguments_command(pidfile: str) -> str:
+    """Shell command printing the arguments of the dockerd that wrote ``pidfile``."""
+    quoted = shlex.quote(pidfile)
+    return f"pid=$(cat {quoted} 2>/dev/null) && tr '\\0' ' ' < /proc/$pid/cmdline"
+
+
+def exec_start_lines(unit_text: str) -> str:
+    """The ExecStart lines of `systemctl cat` output (where unit flags live)."""
+    return "\n".join(line.split("=", 1)[1] for line in unit_text.splitlines()
+                     if line.strip().startswith("ExecStart=") and "=" in line)
+
+
+def compatible_settings(desired: Mapping[str, Any], existing: Mapping[str, Any],
+                        facts: DaemonJsonFacts) -> tuple[dict[str, Any], list[str]]:
+    """``desired`` without the keys that would stop or break this daemon, and why each went."""
+    kept = dict(desired)
+    notes = []
+    for key in list(kept):
+        flag = FLAGS.get(key)
+        if flag and flag_given(facts.command_line, flag) is not None:
+            del kept[key]
+            notes.append(f"{key} left out: dockerd already gets {flag} on its command line, "
+                         "and both ways at once stop the daemon")
+    if kept.get("live-restore") and facts.swarm_active:
+        del kept["live-restore"]
+        notes.append("live-restore left out: this engine is in swarm mode, which refuses it")
+    iptables_flag = flag_given(facts.command_line, "--iptables")
+    iptables_off = existing.get("iptables") is False or iptables_flag in ("false", "0")
+    if kept.get("userland-proxy") is False and iptables_off:
+        del kept["userland-proxy"]
+        notes.append("userland-proxy left on: iptables is off on this engine, so without the "
+                     "proxy published ports would answer nowhere")
+    return kept, notes
 
 
 def plan_daemon_json(facts: DaemonJsonFacts, desired: Mapping[str, Any], stamp: str,
@@ -129,6 +186,7 @@ def plan_daemon_json(facts: DaemonJsonFacts, desired: Mapping[str, Any], stamp: 
     Returns the plan and the unified diff.
     """
     existing = parse_existing(facts.text, facts.path)
+    desired, skipped = compatible_settings(desired, existing, facts)
     merged = merge(existing, desired)
     if "hosts" in merged and facts.systemd_fd:
         raise ConfigError(Problem("has a `hosts` key, and systemd starts dockerd with -H fd://: "
@@ -136,6 +194,8 @@ def plan_daemon_json(facts: DaemonJsonFacts, desired: Mapping[str, Any], stamp: 
                                   fix="remove `hosts` from daemon.json (or drop -H fd:// from "
                                       "the unit's ExecStart in a drop-in)"))
     plan = PlanBuilder(f"daemon.json ({facts.path})")
+    for note in skipped:
+        plan.note(note)
     if merged == existing and facts.text is not None:
         return plan.build(), ""
     new_text = render(merged)

@@ -157,8 +157,12 @@ def _join_cgroup(host: Host) -> Callable[[], None] | None:
 
 
 def _remove_cgroup(group: Path) -> None:
-    with contextlib.suppress(OSError):  # still busy only if a process escaped the teardown
+    try:
         group.rmdir()
+    except OSError as exc:  # busy only if a process escaped the teardown: say so
+        import warnings
+
+        warnings.warn(f"lab cgroup {group} left behind: {exc}", stacklevel=2)
 
 
 def _start_dockerd(host: Host, insecure_registries: Sequence[str] = (),
