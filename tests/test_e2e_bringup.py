@@ -225,9 +225,9 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
         result = lab.invoke("up", "--timeout", "20")
         assert result.returncode != 0
         text = result.stdout + result.stderr
-        assert "minio: FAILED" in text and "service minio" in text
-        assert "never to become healthy" in text  # its last log lines
-        assert "monitoring: blocked (needs minio)" in text
+        assert "minio: FAILED" in text and "service minio" in text, text
+        assert "never to become healthy" in text, text  # its last log lines
+        assert "monitoring: blocked (needs minio)" in text, text
         containers = lab.containers()
         assert not any(project == "monitoring" for project, _ in containers)
         assert containers[("traefik", "traefik")]["state"] == "running"  # stays up
