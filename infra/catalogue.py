@@ -189,11 +189,9 @@ def _string_environment() -> Any:
 
 
 def _credentials_from(spec: Any, where: str) -> str:
-    """``credentials_from: {setting: KEY, when: "..."}`` (rendered) or a bare KEY."""
+    """``credentials_from: {setting: KEY, when: "..."}`` (rendered): KEY, or '' when off."""
     if not spec:
         return ""
-    if isinstance(spec, str):
-        return spec
     if not isinstance(spec, dict) or "setting" not in spec:
         raise ConfigError(Problem("credentials_from needs a setting", file=where,
                                   fix="write credentials_from: {setting: KEY, when: ...}"))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InfraError
 from ..fsutil import sha256_hex
 from . import commands as cmd
 
@@ -118,13 +119,15 @@ def parse_networks(text: str) -> dict[str, str]:
     return found
 
 
+def _unreachable(what: str, stderr: str) -> InfraError:
+    return InfraError(f"cannot list {what}: {stderr.strip()} (is the engine running and "
+                      "DOCKER_HOST right? try `docker info`)")
+
+
 def read_containers(c: Any) -> list[ContainerFact]:
     result = c.run(cmd.list_containers(), hide=True, warn=True)
     if not result.ok:
-        from ..errors import InfraError
-
-        raise InfraError(f"cannot list containers: {result.stderr.strip()} (is the engine "
-                         "running and DOCKER_HOST right? try `docker info`)")
+        raise _unreachable("containers", result.stderr)
     return parse_containers(result.stdout)
 
 
@@ -138,8 +141,5 @@ def read_engine_state(c: Any) -> tuple[list[ContainerFact], dict[str, str]]:
                    f"{cmd.list_networks()}", hide=True, warn=True)
     containers_text, found, networks_text = result.stdout.partition(STATE_SEPARATOR)
     if not result.ok or not found:
-        from ..errors import InfraError
-
-        raise InfraError(f"cannot list containers and networks: {result.stderr.strip()} (is "
-                         "the engine running and DOCKER_HOST right? try `docker info`)")
+        raise _unreachable("containers and networks", result.stderr)
     return parse_containers(containers_text), parse_networks(networks_text)
