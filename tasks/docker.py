@@ -23,7 +23,7 @@ def daemon_json(c, dry=False, path="", restart_command="", user="", profile=""):
     from infra.host import daemon_json as dj
     from infra.host.actions import Run
     from infra.host.facts import parse_passwd
-    from infra.host.remote import as_user, is_root, out, read_text
+    from infra.host.remote import as_user, is_root, out
 
     config = load(profile).config
     rootless_mode = config.flag("ROOTLESS")
@@ -34,16 +34,7 @@ def daemon_json(c, dry=False, path="", restart_command="", user="", profile=""):
     home = entry.home if entry else ""
     systemd = bool(out(c, "[ -d /run/systemd/system ] && echo y"))
     target = path or (f"{home}/{dj.ROOTLESS_PATH}" if rootless_mode else dj.ROOTFUL_PATH)
-    unit = out(c, "systemctl cat docker.service 2>/dev/null") if systemd and not rootless_mode \
-        else ""
-    pidfile = f"/run/user/{entry.uid}/docker.pid" if rootless_mode and entry \
-        else "/var/run/docker.pid"
-    running = out(c, dj.running_arguments_command(pidfile))
-    swarm = not rootless_mode and out(c, "docker info --format '{{.Swarm.LocalNodeState}}' "
-                                         "2>/dev/null") == "active"
-    facts = dj.DaemonJsonFacts(target, read_text(c, target), "fd://" in unit,
-                               command_line=f"{running}\n{dj.exec_start_lines(unit)}",
-                               swarm_active=swarm)
+    facts = dj.read_facts(c, target, rootless_mode, entry.uid if entry else None, systemd)
 
     restart: list[Run] | None = None
     command = restart_command or config.get("DOCKER_RESTART_COMMAND")

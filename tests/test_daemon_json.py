@@ -80,8 +80,9 @@ def test_merge_keeps_unrelated_keys_and_extends_lists() -> None:
 
 def facts(text: str | None, systemd_fd: bool = False, command_line: str = "",
           swarm_active: bool = False) -> dj.DaemonJsonFacts:
-    return dj.DaemonJsonFacts("/etc/docker/daemon.json", text, systemd_fd, command_line,
-                              swarm_active)
+    if systemd_fd:
+        command_line += "\n/usr/bin/dockerd -H fd://"
+    return dj.DaemonJsonFacts("/etc/docker/daemon.json", text, command_line, swarm_active)
 
 
 @pytest.mark.unit
@@ -223,7 +224,7 @@ def test_daemon_json_against_a_real_engine(own_engine: Path, task_env: None,
                             hide=True, in_stream=False).stdout
     assert dj.flag_given(running, "--iptables") == "false"
     kept, _ = dj.compatible_settings(dj.desired_settings({}), {},
-                                     dj.DaemonJsonFacts("x", None, False, running))
+                                     dj.DaemonJsonFacts("x", None, running))
     assert "userland-proxy" not in kept
     # no-new-privileges is not in `docker info` (20.10): a container's process shows it
     from tests.support import images

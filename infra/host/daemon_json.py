@@ -120,9 +120,30 @@ def diff(old: str | None, new: str, path: str) -> str:
 class DaemonJsonFacts:
     path: str
     text: str | None
-    systemd_fd: bool  # the daemon is started by systemd with -H fd://
     command_line: str = ""  # the running dockerd's arguments and the unit's ExecStart lines
     swarm_active: bool = False
+
+    @property
+    def systemd_fd(self) -> bool:
+        """The daemon is started by systemd with -H fd://."""
+        return "fd://" in self.command_line
+
+
+def read_facts(c: Any, path: str, rootless: bool, uid: int | None, systemd: bool
+               ) -> DaemonJsonFacts:
+    """The file, and what the daemon it configures runs with: its arguments (from its pid
+    file: /var/run/docker.pid, or the rootless user's), the unit's ExecStart, swarm mode."""
+    from .remote import out, read_text
+
+    unit = out(c, "systemctl cat docker.service 2>/dev/null") if systemd and not rootless \
+        else ""
+    pidfile = f"/run/user/{uid}/docker.pid" if rootless and uid is not None \
+        else "/var/run/docker.pid"
+    running = out(c, running_arguments_command(pidfile))
+    swarm = not rootless and out(c, "docker info --format '{{.Swarm.LocalNodeState}}' "
+                                    "2>/dev/null") == "active"
+    return DaemonJsonFacts(path, read_text(c, path), f"{running}\n{exec_start_lines(unit)}",
+                           swarm)
 
 
 # daemon.json keys and the dockerd flags that set the same thing: dockerd refuses to start when
