@@ -10,6 +10,7 @@ See stacks/README.md for the format.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class Service:
     depends_on: Mapping[str, str] = field(default_factory=dict)  # service -> condition
     routes: tuple[Route, ...] = ()
     networks: tuple[str, ...] = ()  # extra networks besides the stack's own
+    aliases: tuple[str, ...] = ()  # more DNS names on the stack network (shared: round robin)
     user: str = ""  # "uid:gid" the process runs as (documentation + compose `user:`)
     oneshot: bool = False  # runs to completion (e.g. the mc bucket job)
     cap_add: tuple[str, ...] = ()
@@ -279,6 +281,7 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         depends_on=dict(depends),
         routes=tuple(_build_route(r, name) for r in spec.get("routes") or ()),
         networks=tuple(spec.get("networks") or ()),
+        aliases=tuple(str(a) for a in spec.get("aliases") or ()),
         user=str(spec.get("user", "")),
         oneshot=bool(spec.get("oneshot", False)),
         cap_add=tuple(spec.get("cap_add") or ()),
@@ -351,6 +354,13 @@ def _check(catalogue: Catalogue) -> None:
                     problems.append(Problem(f"depends on unknown service {dep!r}",
                                             key=f"{stack.name}.{service.name}", file=where,
                                             fix=f"use one of {sorted(names)}"))
+            for alias in service.aliases:
+                if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", alias) \
+                        or alias in owner_of:
+                    problems.append(Problem(f"alias {alias!r} is not a free DNS label",
+                                            key=f"{stack.name}.{service.name}", file=where,
+                                            fix="lowercase letters, digits and dashes; not a "
+                                                "service name"))
             for route in service.routes:
                 if not route.port and not route.service:
                     problems.append(Problem(f"route {route.host} has no port",

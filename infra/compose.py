@@ -191,6 +191,9 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
     if stack.ingress and (service.ingress or not any(s.ingress for s in stack.services)):
         networks += routed_networks(catalogue)
     doc["networks"] = list(dict.fromkeys(networks))
+    if service.aliases:
+        doc["networks"] = {net: {"aliases": list(service.aliases)} if net == stack.network
+                           else None for net in doc["networks"]}
     health = _healthcheck(service)
     if health:
         doc["healthcheck"] = health

@@ -31,14 +31,34 @@ def show(c, profile="", reveal_origin=False):
     console().print(table)
 
 
-@infra_task
-def check(c, profile=""):
-    """Validate configuration and catalogue; exit non-zero with every problem found."""
+@infra_task(help={"json": "print the result as JSON (ok, warnings) for scripts"})
+def check(c, profile="", json=False):
+    """Validate configuration, catalogue and image contracts; warn on pins not verified."""
+    import json as json_module
+
+    from infra.contracts import contracts_dir, load_contracts, pin_drift
+
     project = load(profile)
     config = project.config
-    console().print(f"[green]ok[/green]: {len(config.settings)} settings "
-                    f"({len(config.secrets)} secrets), {len(project.catalogue.stacks)} stacks, "
-                    f"profile {config.profile or 'none'}")
+    contracts = load_contracts(contracts_dir(project.root))
+    warnings = pin_drift(contracts, config.public)
+    if json:
+        print(json_module.dumps({
+            "ok": True, "settings": len(config.settings), "secrets": len(config.secrets),
+            "stacks": len(project.catalogue.stacks), "contracts": len(contracts),
+            "warnings": [{"key": w.key, "file": w.file, "message": w.message, "fix": w.fix}
+                         for w in warnings]}, indent=2))
+        return
+    from rich.markup import escape
+
+    out = console()
+    for warning in warnings:
+        out.print(f"[yellow]warning[/yellow]: {escape(str(warning))}", highlight=False)
+    out.print(f"[green]ok[/green]: {len(config.settings)} settings "
+              f"({len(config.secrets)} secrets), {len(project.catalogue.stacks)} stacks, "
+              f"{len(contracts)} image contracts, profile {config.profile or 'none'}"
+              + (f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+                 if warnings else ""))
 
 
 ns = Collection("config", show, check)

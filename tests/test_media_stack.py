@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import configparser
+import hashlib
+import re
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -86,7 +90,7 @@ def test_seerr(project: Project) -> None:
 def test_health_checks_use_each_apps_own_endpoint(project: Project) -> None:
     expected = {"plex": "http://127.0.0.1:32400/identity", "sonarr": "http://127.0.0.1:8989/ping",
                 "radarr": "http://127.0.0.1:7878/ping", "prowlarr": "http://127.0.0.1:9696/ping",
-                "bazarr": "http://127.0.0.1:6767/", "qbittorrent": "http://127.0.0.1:8080/"}
+                "bazarr": "http://127.0.0.1:6767/api/system/ping", "qbittorrent": "http://127.0.0.1:8080/"}
     for name, url in expected.items():
         health = services(project)[name].health
         assert health and health.command[:2] == ("CMD", "curl"), name
@@ -102,37 +106,71 @@ def test_routes(project: Project) -> None:
     assert all(routes[host].auth == "sso" for host in sso)
     plex = routes["plex.localhost"]
     assert plex.auth == "public" and "forward-auth" in plex.reason
-    published = [(s.name, p.published, p.target) for s in project.catalogue[STACK].services
-                 for p in s.ports]
-    assert published == [("plex", int(project.config["PLEX_PORT"]), 32400)]
+    published = [(s.name, p.published, p.target, p.protocol, p.bind)
+                 for s in project.catalogue[STACK].services for p in s.ports]
+    torrenting = int(project.config["QBITTORRENT_TORRENTING_PORT"])
+    assert published == [("plex", int(project.config["PLEX_PORT"]), 32400, "tcp", ""),
+                         # peers must reach qBittorrent: the announced port, on every address
+                         ("qbittorrent", torrenting, torrenting, "tcp", "0.0.0.0"),
+                         ("qbittorrent", torrenting, torrenting, "udp", "0.0.0.0")]
+    environment = services(project)["qbittorrent"].environment
+    assert environment["TORRENTING_PORT"] == str(torrenting)
 
 
-@pytest.mark.unit
-def test_layout_job_creates_the_trash_tree(project: Project) -> None:
+def test_layout_job_creates_the_trash_tree(project: Project, rendered: RenderedStack) -> None:
     layout = services(project)["media-layout"]
     assert layout.oneshot and layout.user == f"{project.config['PUID']}:{project.config['PGID']}"
-    script = " ".join(layout.command or ())
-    for folder in ("/data/torrents/movies", "/data/torrents/tv", "/data/usenet/complete",
-                   "/data/media/movies", "/data/media/tv"):
-        assert folder in script
+    assert layout.command == ("/media-setup.sh",)
+    mounts = {v.target: v.source for v in layout.volumes}
+    assert mounts["/media-setup.sh"] == "media-setup.sh" and "media-setup.sh" in rendered.files
+    # the same data folders the apps mount as /config
+    assert mounts["/config-plex"] == next(v.source for v in services(project)["plex"].volumes
+                                          if v.target == "/config")
+    assert mounts["/config-qbittorrent"] == next(
+        v.source for v in services(project)["qbittorrent"].volumes if v.target == "/config")
     for name in ("plex", *SHARED_DATA):
         assert services(project)[name].depends_on == {"media-layout":
                                                       "service_completed_successfully"}
 
 
 @pytest.mark.tools
-def test_layout_script_runs(project: Project, tmp_path: Path) -> None:
-    """The job's shell script, run by busybox sh with /data pointed at a scratch folder."""
+def test_layout_script_runs_and_never_changes_an_existing_file(
+        project: Project, rendered: RenderedStack, tmp_path: Path) -> None:
+    """The rendered script, run by busybox sh under a scratch folder: the TRaSH tree, Plex's
+    public URL and qBittorrent's download paths on the first run; nothing changed after."""
     busybox = require_program("busybox")
-    layout = services(project)["media-layout"]
-    assert layout.entrypoint == ("sh", "-c")
-    script = (layout.command or ("",))[0].replace("/data/", f"{tmp_path}/data/")
-    for _ in range(2):  # idempotent: a second run succeeds and changes nothing
-        result = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True,
-                                timeout=30)
-        assert result.returncode == 0, result.stderr
+    script = rendered.directory / "media-setup.sh"
+    run = [busybox, "sh", str(script), str(tmp_path)]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
     made = {p.relative_to(tmp_path / "data").as_posix() for p in (tmp_path / "data").rglob("*")}
-    assert {"torrents/movies", "usenet/incomplete", "media/tv", "media/books"} <= made
+    assert {"torrents/movies", "torrents/incomplete", "usenet/incomplete", "media/tv",
+            "media/books"} <= made
+    prefs = (tmp_path / "config-plex/Library/Application Support/Plex Media Server"
+             / "Preferences.xml")
+    root = ElementTree.fromstring(prefs.read_text())
+    assert root.tag == "Preferences" and len(root) == 0 and prefs.read_text().count("/>") == 1
+    port = project.config["TRAEFIK_HTTPS_PORT"]
+    assert root.get("customConnections") == f"https://plex.{project.config['DOMAIN']}:{port}"
+    machine = root.get("MachineIdentifier") or ""
+    assert re.fullmatch(r"[0-9a-f-]{36}", machine)
+    assert root.get("ProcessedMachineIdentifier") == hashlib.sha1(
+        f"{machine}- Plex Media Server".encode()).hexdigest()
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.optionxform = str  # type: ignore[assignment,method-assign]
+    conf.read(tmp_path / "config-qbittorrent/qBittorrent/qBittorrent.conf")
+    session = conf["BitTorrent"]
+    assert session["Session\\DefaultSavePath"] == "/data/torrents/"
+    assert session["Session\\TempPath"] == "/data/torrents/incomplete/"
+    assert session["Session\\TempPathEnabled"] == "true"
+    assert conf["Meta"]["MigrationVersion"] == "8"  # no legacy /downloads/ key migrated over
+    assert not any("Downloads\\" in key for key in conf["Preferences"])
+    # a second run changes nothing, even files the apps or the user have changed since
+    prefs.write_text("<Preferences edited=\"1\"/>\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = subprocess.run(run, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.tools

@@ -323,7 +323,7 @@ def test_dashboard_has_the_seed_panels(rendered: RenderedStack) -> None:
     assert board["title"] == "Docker Registry"
     exprs = " ".join(dashboard_queries(rendered).values())
     for metric in ("zot_http_requests_total", "zot_http_method_latency_seconds_bucket",
-                   "zot_storage_cache_hits_total", "container_cpu_usage_seconds_total",
+                   "zot_http_repo_latency_seconds_sum", "container_cpu_usage_seconds_total",
                    "container_memory_usage_bytes"):
         assert metric in exprs, metric
     assert "histogram_quantile(0.99" in exprs
@@ -364,57 +364,81 @@ def can_unshare() -> bool:
 
 
 @pytest.mark.tools
-def test_mimir_balancer_passes_nginx_t(rendered: RenderedStack, tmp_path: Path) -> None:
-    """`nginx -t` on the unmodified file; mimir-1..3 resolve through a private /etc/hosts.
-
-    nginx resolves upstream names while checking, so the check runs in a mount namespace
-    (`unshare --mount`) where /etc/hosts is bind-mounted from the test's folder.
-    """
+def test_mimir_balancer_passes_nginx_t(rendered: RenderedStack) -> None:
+    """`nginx -t` on the unmodified file, with no name of a node resolvable: the balancer
+    resolves the nodes when requests come (through Docker's DNS), never once at start."""
     nginx = require_program("nginx")
-    require(can_unshare(), "root and unshare (mount namespace for a private /etc/hosts)")
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost mimir-1 mimir-2 mimir-3\n")
     conf = rendered.directory / "mimir-lb" / "nginx.conf"
-    script = f'mount --bind "{hosts}" /etc/hosts && exec "{nginx}" -t -c "{conf}"'
-    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
-    # and without the names nginx refuses it: the check above really resolved them
-    plain = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True,
-                           timeout=60)
-    assert plain.returncode != 0 and "host not found" in plain.stderr
+    assert not re.search(r"^\s*upstream\s", conf.read_text(), re.M)  # no names fixed at start
 
 
 BALANCER_CHECK = r'''
-import http.server, json, subprocess, sys, threading, time, urllib.request
+import http.server, json, socket, struct, subprocess, sys, threading, time, urllib.request
+
+# Docker's embedded DNS server, as the balancer sees it: 127.0.0.11:53 answers "mimir" with
+# the address of every node (the network alias the three nodes share).
+RECORDS = {"mimir": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]}
+
+def serve_dns(sock):
+    while True:
+        data, peer = sock.recvfrom(512)
+        offset, labels = 12, []
+        while data[offset]:
+            labels.append(data[offset + 1:offset + 1 + data[offset]].decode())
+            offset += 1 + data[offset]
+        question = data[12:offset + 5]
+        qtype = struct.unpack(">H", data[offset + 1:offset + 3])[0]
+        name = ".".join(labels)
+        found = name in RECORDS
+        answers = list(RECORDS[name]) if found and qtype == 1 else []
+        header = data[:2] + struct.pack(">HHHHH", 0x8180 | (0 if found else 3), 1,
+                                        len(answers), 0, 0)
+        body = b"".join(b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 1, 4) + socket.inet_aton(a)
+                        for a in answers)
+        sock.sendto(header + question + body, peer)
+
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.11", 53))
+threading.Thread(target=serve_dns, args=(dns,), daemon=True).start()
 
 class Node(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
+    def answer(self):
         if self.path == "/ready" and self.server.name in DOWN:
             self.send_response(503); self.end_headers(); return
+        if self.command == "POST" and self.server.name in FAIL_POST:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(503); self.send_header("Content-Length", "0")
+            self.end_headers(); return
+        length = int(self.headers.get("Content-Length") or 0)
         body = json.dumps({"node": self.server.name, "path": self.path,
+                           "method": self.command, "size": len(self.rfile.read(length)),
                            "tenant": self.headers.get("X-Scope-OrgID")}).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body)))
         self.end_headers(); self.wfile.write(body)
+    do_GET = do_POST = answer
     def log_message(self, *args):
         pass
 
-DOWN = set()
-servers = []
-for n in (1, 2, 3):
-    server = http.server.ThreadingHTTPServer((f"127.0.0.{n + 1}", 8080), Node)
-    server.name = f"mimir-{n}"
+def start(name, address):
+    server = http.server.ThreadingHTTPServer((address, 8080), Node)
+    server.name = name
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    servers.append(server)
+    return server
+
+DOWN, FAIL_POST = set(), set()
+nodes = {f"mimir-{n}": start(f"mimir-{n}", f"127.0.0.{n + 1}") for n in (1, 2, 3)}
 nginx = subprocess.Popen([sys.argv[1], "-c", sys.argv[2], "-g", "daemon off;"])
 
-def get(path, tenant=None):
-    request = urllib.request.Request("http://127.0.0.1:9009" + path)
+def call(path, tenant=None, data=None):
+    request = urllib.request.Request("http://127.0.0.1:9009" + path, data=data)
     if tenant:
         request.add_header("X-Scope-OrgID", tenant)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, {}
@@ -422,14 +446,25 @@ def get(path, tenant=None):
 try:
     for _ in range(100):
         try:
-            get("/ready"); break
+            call("/ready"); break
         except OSError:
             time.sleep(0.05)
-    report = {"queries": [get("/prometheus/api/v1/query", "7") for _ in range(6)]}
-    DOWN.update({"mimir-1", "mimir-2"})
-    report["ready_one_up"] = [get("/ready")[0] for _ in range(6)]
-    DOWN.add("mimir-3")
-    report["ready_none_up"] = get("/ready")[0]
+    report = {"queries": [call("/prometheus/api/v1/query", "7") for _ in range(6)]}
+    # mimir-1 goes away (connection refused) and mimir-2 answers pushes with 503 after reading
+    # them: every push (POST) is sent on to mimir-3, none lost
+    nodes["mimir-1"].shutdown(); nodes["mimir-1"].server_close()
+    FAIL_POST.add("mimir-2")
+    report["pushes"] = [call("/api/v1/push", "7", b"x" * 100) for _ in range(6)]
+    # mimir-1 is recreated at another address: the balancer finds it without a restart
+    RECORDS["mimir"] = ["127.0.0.5", "127.0.0.3", "127.0.0.4"]
+    nodes["mimir-1"] = start("mimir-1", "127.0.0.5")
+    time.sleep(6)  # the balancer keeps an answer 5 s
+    FAIL_POST.clear()
+    report["after_recreate"] = [call("/prometheus/api/v1/query", "7") for _ in range(9)]
+    DOWN.update({"mimir-2", "mimir-3"})
+    report["ready_one_up"] = [call("/ready")[0] for _ in range(6)]
+    DOWN.add("mimir-1")
+    report["ready_none_up"] = call("/ready")[0]
     print(json.dumps(report))
 finally:
     nginx.terminate(); nginx.wait(10)
@@ -437,29 +472,26 @@ finally:
 
 
 @pytest.mark.tools
-def test_mimir_balancer_round_robins_and_needs_one_ready_node(rendered: RenderedStack,
-                                                              tmp_path: Path) -> None:
+def test_mimir_balancer_round_robins_retries_and_follows_a_recreated_node(
+        rendered: RenderedStack, tmp_path: Path) -> None:
     """The rendered nginx.conf, run for real in private mount/net/pid namespaces.
 
-    mimir-1..3 are three tiny HTTP servers on 127.0.0.2-4:8080; the pid namespace ends every
-    process the test started when it returns.
+    mimir-1..3 are three tiny HTTP servers on 127.0.0.2-4:8080 behind a tiny DNS server on
+    127.0.0.11 (Docker's address for it); the pid namespace ends every process the test
+    started when it returns.
     """
     nginx = require_program("nginx")
     require(can_unshare(), "root and unshare (private network namespace)")
     private = tmp_path / "private"
     private.mkdir()
-    hosts = private / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n127.0.0.2 mimir-1\n127.0.0.3 mimir-2\n"
-                     "127.0.0.4 mimir-3\n")
     (private / "check.py").write_text(BALANCER_CHECK)
     conf = rendered.directory / "mimir-lb" / "nginx.conf"
     shutil.copy(conf, private / "nginx.conf")
     # The config keeps its pid and temp files in /tmp: give it a private /tmp. The base
     # interpreter (stdlib only) runs the check: a checkout's virtualenv under /tmp is hidden.
     python = os.path.realpath(sys.executable)
-    script = (f'mount --bind "{private}" /tmp && mount --bind /tmp/hosts /etc/hosts && '
-              f'ip link set lo up && exec "{python}" -I /tmp/check.py "{nginx}" '
-              f'/tmp/nginx.conf')
+    script = (f'mount --bind "{private}" /tmp && ip link set lo up && '
+              f'exec "{python}" -I /tmp/check.py "{nginx}" /tmp/nginx.conf')
     result = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "sh", "-c",
                              script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -470,6 +502,13 @@ def test_mimir_balancer_round_robins_and_needs_one_ready_node(rendered: Rendered
     assert set(nodes) == {"mimir-1", "mimir-2", "mimir-3"}, nodes  # round robin
     assert {body["tenant"] for _, body in report["queries"]} == {"7"}  # header passes through
     assert {body["path"] for _, body in report["queries"]} == {"/prometheus/api/v1/query"}
+    pushes = report["pushes"]
+    assert [status for status, _ in pushes] == [200] * 6, pushes  # retried on another node
+    assert {b["method"] for _, b in pushes} == {"POST"} and {b["size"] for _, b in pushes} == {100}
+    assert {b["node"] for _, b in pushes} == {"mimir-3"}
+    after = report["after_recreate"]
+    assert {status for status, _ in after} == {200}
+    assert {b["node"] for _, b in after} == {"mimir-1", "mimir-2", "mimir-3"}, after
     assert report["ready_one_up"] == [200] * 6  # a 503 from a node is retried on the next
     assert report["ready_none_up"] >= 500
 

@@ -34,8 +34,11 @@ def test_rows_cover_the_catalogue(tmp_path: Path) -> None:
                for r in routes)
     ports = plan.port_rows(catalogue, config)
     assert ("0.0.0.0", "443/tcp", "443", "traefik", "traefik") in ports
-    assert all(r[0] == "127.0.0.1" for r in ports if r[3] != "traefik" or r[2] not in
-               {"80", "443"})
+    # only the ingress's 80/443 and qBittorrent's peer port (for peers) bind to every address
+    public = {("traefik", "80"), ("traefik", "443"),
+              ("qbittorrent", config["QBITTORRENT_TORRENTING_PORT"])}
+    assert all(r[0] == "127.0.0.1" for r in ports if (r[4], r[2]) not in public)
+
 
 
 def test_mermaid_names_every_stack_service_and_route(tmp_path: Path) -> None:

@@ -141,14 +141,15 @@ def build_wiring(catalogue: Catalogue, inventory: Inventory, config: Config) -> 
 
 
 def template_helpers(catalogue: Catalogue, config: Config) -> dict[str, Any]:
-    """``peer`` and ``remote_routes`` for the template context (see module docstring)."""
+    """``peer``, ``same_host`` and ``remote_routes`` for the template context (see module
+    docstring)."""
     from ..inventory import inventory_of
 
     inventory = inventory_of(config, catalogue)
     wiring = build_wiring(catalogue, inventory, config)
     peer: Callable[[str, str, int], str] = wiring.peer
     remote = wiring.remote_routes() if _ingress_here(catalogue, wiring) else []
-    return {"peer": peer, "remote_routes": remote}
+    return {"peer": peer, "same_host": wiring.same_host, "remote_routes": remote}
 
 
 def _ingress_here(catalogue: Catalogue, wiring: Wiring) -> bool:

@@ -7,12 +7,15 @@ tagged with the exact reference the rendered compose file uses after mirror rewr
 - Where Debian has the real program, the double runs it: nginx (the Mimir balancer and the
   landing page load OUR rendered nginx.conf), PostgreSQL 15 (Authentik's database) and
   docker-registry (Zot's /v2/). They share one debootstrap image (built once, cached by tag).
-- Every other image is a busybox double (tests/support/doubles/run): it runs as the UID the
-  real image runs as, refuses a missing config file named on its command line, writes a
-  marker into each declared data volume and exits non-zero when it cannot (so a missing
-  ownership fix fails the bring-up), then serves the health endpoints the catalogue declares
-  and answers the in-image health command the template uses (traefik healthcheck, ak
-  healthcheck, loki -health, /dozzle healthcheck, curl, wget).
+- Every other image is a busybox double (tests/support/doubles/run), built from the image's
+  contract (contracts/*.yaml): it runs as the contract's user in the contract's working
+  directory, holds only the programs the contract lists (a health command naming another
+  fails as it would in the real image; the double's own busybox lives in /double/bin, off the
+  image's PATH), makes the contract's start-up writes where our flags and config move them
+  (failing on a read-only root as the real program does), refuses a missing config file named
+  on its command line, writes a marker into each declared data volume and exits non-zero when
+  it cannot (so a missing ownership fix fails the bring-up), then serves the health endpoints
+  the catalogue declares and the ports the contract lists.
 - HELPER_IMAGE (busybox) is real busybox.
 
 Images are cached by a content label: unchanged doubles are not rebuilt across runs.
@@ -30,14 +33,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.catalogue import Service
+from infra.contracts import Contract, contract_of, contracts_dir, load_contracts
 from infra.mirror import mirror_image, split_image
 from infra.project import Project
 
 DOUBLES_DIR = Path(__file__).resolve().parent / "doubles"
 CACHE_DIR = Path(os.environ.get("STACKYARD_TEST_CACHE", "/var/tmp/stackyard-test"))
 LABEL = "io.stackyard.double"
-BUSYBOX_BASE = "stackyard-test/busybox-base:1"
+BUSYBOX_BASE = "stackyard-test/busybox-base:2"
 DEBIAN_PACKAGES = ("postgresql-15", "nginx-light", "docker-registry", "busybox")
 DEBIAN_BASE = "stackyard-test/debian-base:bookworm-1"
 # Debian-based: the real programs, plus the images whose programs resolve service names
@@ -49,22 +52,11 @@ BUSYBOX = "/bin/busybox"
 BUSYBOX_LINKS = ("RUN for applet in wget httpd nslookup; do ln -sf /bin/busybox "
                  "/usr/local/bin/$applet; done")
 
-# What the real images run as (REFERENCE.md quick matrix), by repository path.
-REAL_USERS = {
-    "library/traefik": "0:0",
-    "goauthentik/server": "1000:1000",
-    "minio/minio": "0:0",
-    "minio/mc": "0:0",
-    "grafana/mimir": "0:0",
-    "grafana/grafana": "472:0",
-    "grafana/loki": "10001:10001",
-    "grafana/tempo": "10001:10001",
-    "grafana/alloy": "0:0",
-    "google/cadvisor": "0:0",
-    "amir20/dozzle": "0:0",
-    "seerr-team/seerr": "1000:1000",
-}
-PLAIN_HEALTH_PROGRAMS = {"wget", "curl", "sh", "/bin/sh", "pg_isready"}
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# programs a contract may list that the double provides with busybox itself
+BUSYBOX_PROGRAMS = {"sh": "sh", "bash": "sh", "ash": "sh", "wget": "wget", "nc": "nc",
+                    "cat": "cat", "ls": "ls", "id": "id", "env": "env", "chown": "chown",
+                    "mkdir": "mkdir", "sleep": "sleep", "test": "test", "true": "true"}
 URL_RE = re.compile(r"https?://(?:127\.0\.0\.1|localhost)(?::(\d+))?(/\S*)?")
 
 
@@ -79,7 +71,11 @@ class DoubleSpec:
     services: list[str] = field(default_factory=list)
     endpoints: list[tuple[int, str]] = field(default_factory=list)
     write_dirs: list[str] = field(default_factory=list)
-    health_programs: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    programs: list[str] = field(default_factory=list)  # absolute paths (the contract's)
+    startup_writes: list[str] = field(default_factory=list)  # "path|flag|config key|fatal"
+    listens: list[int] = field(default_factory=list)
+    path: str = IMAGE_PATH  # the image's PATH
 
 
 def _repository(image: str) -> str:
@@ -103,31 +99,23 @@ def _kind(repository: str) -> str:
     return "busybox"
 
 
-def _health_program(service: Service) -> str | None:
-    if not service.health or not service.health.command:
-        return None
-    command = list(service.health.command)
-    if command[0] == "CMD-SHELL":
-        program = command[1].split()[0]
-    elif command[0] == "CMD":
-        program = command[1]
-    else:
-        program = command[0]
-    return None if program in PLAIN_HEALTH_PROGRAMS else program
-
-
 def double_specs(project: Project) -> list[DoubleSpec]:
     """One spec per distinct image of the catalogue (plus HELPER_IMAGE), in catalogue order."""
     mirror = project.config.get("IMAGE_MIRROR")
+    contracts = load_contracts(contracts_dir(project.root))
+    values = project.config.public
     specs: dict[str, DoubleSpec] = {}
     helper = project.config["HELPER_IMAGE"]
     specs[helper] = DoubleSpec(helper, mirror_image(helper, mirror), "real-busybox")
     for stack in project.catalogue.stacks.values():
         for service in stack.services:
-            repository = _repository(service.image)
-            spec = specs.setdefault(service.image, DoubleSpec(
-                service.image, mirror_image(service.image, mirror), _kind(repository),
-                REAL_USERS.get(repository, "0:0")))
+            if service.image not in specs:
+                contract = contract_of(service.image, contracts, values)
+                if contract is None:
+                    raise RuntimeError(f"{service.image} has no contract: no honest double")
+                specs[service.image] = _spec_of(contract, service.image,
+                                                mirror_image(service.image, mirror))
+            spec = specs[service.image]
             spec.services.append(f"{stack.name}/{service.name}")
             endpoints = []
             if service.health and service.health.http:
@@ -144,10 +132,19 @@ def double_specs(project: Project) -> list[DoubleSpec]:
                 if volume.kind == "data" and not volume.read_only \
                         and volume.target not in spec.write_dirs:
                     spec.write_dirs.append(volume.target)
-            program = _health_program(service)
-            if program and program not in spec.health_programs:
-                spec.health_programs.append(program)
     return list(specs.values())
+
+
+def _spec_of(contract: Contract, image: str, reference: str) -> DoubleSpec:
+    uid, gid = contract.user_ids
+    return DoubleSpec(
+        image, reference, _kind(_repository(image)), f"{uid}:{gid}",
+        workdir=contract.working_dir,
+        programs=[str(p) for p in (contract.programs.value if contract.programs else [])],
+        startup_writes=[f"{w.path}|{w.flag}|{w.config_key}|{str(w.fatal).lower()}"
+                        for w in contract.startup_writes],
+        listens=[int(p) for p in (contract.listens.value if contract.listens else [])],
+        path=":".join(contract.search_path))
 
 
 # ---------------------------------------------------------------- building
@@ -170,20 +167,21 @@ def image_label(engine: Sequence[str], reference: str) -> str | None:
 
 
 def busybox_rootfs(target: Path) -> None:
-    """A root filesystem of busybox-static with every applet linked."""
-    (target / "bin").mkdir(parents=True)
-    for sub in ("tmp", "etc", "usr/bin", "usr/local/bin", "var/tmp", "root"):
+    """A root filesystem whose only programs are busybox-static's applets in /double/bin: the
+    double's own tools, off the image's PATH (a double gets the image's programs, and only
+    those, from its contract)."""
+    tools = target / "double" / "bin"
+    tools.mkdir(parents=True)
+    for sub in ("tmp", "etc", "bin", "usr/bin", "usr/local/bin", "var/tmp", "root"):
         (target / sub).mkdir(parents=True, exist_ok=True)
     (target / "tmp").chmod(0o1777)
-    shutil.copy(BUSYBOX, target / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,
+    shutil.copy(BUSYBOX, tools / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
                              check=True).stdout.split()
     for applet in applets:
-        link = target / applet
-        if applet == "bin/busybox" or link.exists():
-            continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to("/bin/busybox")
+        link = tools / applet
+        if applet != "busybox" and not link.exists():
+            link.symlink_to("busybox")
     (target / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
                                            "nobody:x:65534:65534:nobody:/:/bin/false\n")
     (target / "etc" / "group").write_text("root:x:0:\nnobody:x:65534:\n")
@@ -199,7 +197,8 @@ def ensure_busybox_base(engine: Sequence[str]) -> str:
         tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True,
                              check=True).stdout
         docker(engine, "import", "--change", f"LABEL {LABEL}={digest}", "--change",
-               'CMD ["sh"]', "-", BUSYBOX_BASE, input_=tar)
+               f"ENV PATH={IMAGE_PATH}", "--change", 'CMD ["/double/bin/sh"]', "-",
+               BUSYBOX_BASE, input_=tar)
     return BUSYBOX_BASE
 
 
@@ -237,7 +236,7 @@ def ensure_debian_base(engine: Sequence[str]) -> str:
 
 
 def _spec_file(spec: DoubleSpec, broken: bool) -> str:
-    ports = sorted({port for port, _ in spec.endpoints}) or [8080]
+    ports = sorted({port for port, _ in spec.endpoints} | set(spec.listens)) or [8080]
     health_port, health_path = spec.endpoints[0] if spec.endpoints else (8080, "/")
     lines = {
         "DOUBLE_UPSTREAM": spec.upstream,
@@ -247,6 +246,7 @@ def _spec_file(spec: DoubleSpec, broken: bool) -> str:
         "DOUBLE_HEALTH_PATH": health_path,
         "DOUBLE_LSIO": "1" if spec.kind == "lsio" else "",
         "DOUBLE_BROKEN": "1" if broken else "",
+        "DOUBLE_STARTUP_WRITES": "\n".join(spec.startup_writes),
     }
     return "".join(f"{k}='{v}'\n" for k, v in lines.items())
 
@@ -260,6 +260,8 @@ def _context(spec: DoubleSpec, base: str, directory: Path, broken: bool, puid: s
         shutil.copy(DOUBLES_DIR / name, double / name)
     (double / "spec").write_text(_spec_file(spec, broken))
     lines = [f"FROM {base}", "COPY double/ /double/"]
+    if spec.kind in DEBIAN_KINDS:  # the scripts' /double/bin: the real image's own tools
+        lines.append("RUN ln -s /bin /double/bin")
     if spec.kind in ("busybox", "lsio"):
         www = double / "www"
         www.mkdir()
@@ -273,21 +275,28 @@ def _context(spec: DoubleSpec, base: str, directory: Path, broken: bool, puid: s
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text("ok\n")
         fakes = directory / "fakes"
-        for program in spec.health_programs:
-            location = fakes / (program.lstrip("/") if program.startswith("/")
-                                else f"usr/local/bin/{program}")
+        fakes.mkdir()
+        for program in spec.programs:
+            location = fakes / program.lstrip("/")
             location.parent.mkdir(parents=True, exist_ok=True)
-            location.write_text("#!/bin/sh\nexec /double/health \"$@\"\n")
+            name = program.rsplit("/", 1)[-1]
+            if name == "curl":
+                shutil.copy(DOUBLES_DIR / "curl", location)
+            elif name in BUSYBOX_PROGRAMS:
+                location.write_text(f"#!/double/bin/sh\nexec /double/bin/busybox "
+                                    f"{BUSYBOX_PROGRAMS[name]} \"$@\"\n")
+            else:  # the image's own program: its health subcommand answers like the real one
+                location.write_text("#!/double/bin/sh\nexec /double/health \"$@\"\n")
             location.chmod(0o755)
-        (fakes / "usr/bin").mkdir(parents=True, exist_ok=True)
-        shutil.copy(DOUBLES_DIR / "curl", fakes / "usr/bin/curl")
         if spec.kind == "lsio":
             etc = fakes / "etc"
             etc.mkdir()
             (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
                                         f"abc:x:{puid}:{pgid}:abc:/config:/bin/false\n")
             (etc / "group").write_text(f"root:x:0:\nabc:x:{pgid}:\n")
-        lines += ["COPY fakes/ /", f"USER {spec.user}", 'ENTRYPOINT ["/double/run"]']
+        lines += ["COPY fakes/ /", f"ENV PATH={spec.path}", f"WORKDIR {spec.workdir}",
+                  f"USER {spec.user}",
+                  'ENTRYPOINT ["/double/run"]']
     elif spec.kind == "real-busybox":
         lines += [BUSYBOX_LINKS, 'CMD ["sh"]']
     elif spec.kind == "mc":
