@@ -141,15 +141,47 @@ def test_a_changed_file_recreates_only_the_services_that_mount_it(lab: e2e.Lab) 
     assert restore.returncode == 0, restore.stdout[-4000:]
 
 
-def test_mimir_balancer_serves_our_config_in_front_of_three_nodes(lab: e2e.Lab) -> None:
+def _mimir_ready(lab: e2e.Lab) -> subprocess.CompletedProcess[str]:
     helper = mirror_image(lab.project.config["HELPER_IMAGE"], lab.mirror)
-    out = subprocess.run([*lab.engine.cli, "run", "--rm", "--network", "monitoring_default",
-                          "--entrypoint", "sh", helper, "-c",
-                          "wget -q -O - http://mimir-lb:9009/ready"],
-                         capture_output=True, text=True, timeout=60)
+    return subprocess.run([*lab.engine.cli, "run", "--rm", "--network", "monitoring_default",
+                           "--entrypoint", "sh", helper, "-c",
+                           "wget -q -O - http://mimir-lb:9009/ready"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _address(lab: e2e.Lab, container: str) -> str:
+    return lab.docker("inspect", "--format",
+                      '{{(index .NetworkSettings.Networks "monitoring_default").IPAddress}}',
+                      container).strip()
+
+
+def test_mimir_balancer_follows_a_recreated_node(lab: e2e.Lab) -> None:
+    """Docker's DNS answers the nodes' shared alias; the balancer asks it again, so a node
+    recreated at a new address serves even when it is the only one left."""
+    out = _mimir_ready(lab)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     conf = lab.docker("exec", "monitoring-mimir-lb-1", "cat", "/etc/nginx/nginx.conf")
-    assert "server mimir-1:8080" in conf and "listen 9009" in conf
+    assert "set $mimir_nodes mimir:8080" in conf and "listen 9009" in conf
+    before = _address(lab, "monitoring-mimir-1-1")
+    lab.docker("rm", "-f", "monitoring-mimir-1-1")
+    # a container started in between takes the next address (the engine hands addresses out
+    # in turn), so the node comes back at another one
+    helper = mirror_image(lab.project.config["HELPER_IMAGE"], lab.mirror)
+    holder = lab.docker("run", "-d", "--network", "monitoring_default",
+                        "--entrypoint", "sleep", helper, "300").strip()
+    try:
+        up = lab.invoke("up", "--stack", "monitoring")
+        assert up.returncode == 0, up.stdout[-4000:]
+        after = _address(lab, "monitoring-mimir-1-1")
+        assert after and after != before, (before, after)
+        lab.docker("stop", "monitoring-mimir-2-1", "monitoring-mimir-3-1")
+        time.sleep(6)  # the balancer keeps Docker's answer 5 s
+        out = _mimir_ready(lab)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    finally:
+        lab.docker("rm", "-f", holder)
+        restore = lab.invoke("up", "--stack", "monitoring")
+        assert restore.returncode == 0, restore.stdout[-4000:]
 
 
 def test_day_two_commands(lab: e2e.Lab) -> None:
@@ -235,3 +267,45 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
         lab.docker("pull", spec.reference)
     healed = lab.invoke("up")
     assert healed.returncode == 0, healed.stdout[-4000:]
+
+
+def test_a_double_is_its_image_s_contract(lab: e2e.Lab, tmp_path: Path) -> None:
+    """The Mimir double writes what the real image writes at start-up (its activity tracker,
+    relative to its working directory "/") and has only the programs the image has: on a
+    read-only root without our config's tracker path it exits as the real one does."""
+    reference = mirror_image(lab.project.config["MIMIR_IMAGE"], lab.mirror)
+    rendered = lab.workdir / "build" / e2e.PROFILE / "stacks" / "monitoring" / "mimir"
+    ours = (rendered / "config.yaml").read_text()
+    without = yaml.safe_load(ours)
+    del without["activity_tracker"]
+    (tmp_path / "without.yaml").write_text(yaml.safe_dump(without))
+    data = tmp_path / "data"
+    data.mkdir()
+
+    def run(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*lab.engine.cli, "run", "--read-only", "-v", f"{data}:/data",
+                               "-v", f"{config}:/etc/mimir/config.yaml:ro", *extra, reference,
+                               "-config.file=/etc/mimir/config.yaml"],
+                              capture_output=True, text=True, timeout=120)
+
+    broken = run(tmp_path / "without.yaml", "--rm")
+    assert broken.returncode != 0 and "/metrics-activity.log" in broken.stderr, broken.stderr
+    started = run(rendered / "config.yaml", "-d")
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    try:
+        for _ in range(50):
+            logs = lab.docker("logs", container) + lab.docker("inspect", "--format",
+                                                              "{{.State.Status}}", container)
+            if "serving on ports" in logs:
+                break
+            time.sleep(0.1)
+        assert "start-up write /data/metrics-activity.log" in logs and "running" in logs, logs
+        assert (data / "metrics-activity.log").is_file()
+        # distroless: no wget, no shell (a health command using one would fail the same way)
+        for program in ("wget", "sh"):
+            missing = subprocess.run([*lab.engine.cli, "exec", container, program],
+                                     capture_output=True, text=True, timeout=60)
+            assert missing.returncode != 0, program
+    finally:
+        lab.docker("rm", "-f", container, check=False)

@@ -53,6 +53,13 @@ BUSYBOX_LINKS = ("RUN for applet in wget httpd nslookup; do ln -sf /bin/busybox 
                  "/usr/local/bin/$applet; done")
 
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# An image with a shell has a userland around it (Alpine's busybox, Debian's coreutils): its
+# double gets these in /bin too. Network clients (wget, curl, nc) only when the contract lists them.
+CORE_APPLETS = ("cat", "ls", "mkdir", "rm", "cp", "mv", "echo", "test", "[", "id", "env",
+                "chown", "chmod", "sleep", "stat", "head", "tail", "grep", "sed", "awk", "date",
+                "touch", "ln", "find", "sort", "cut", "tr", "wc", "printf", "true", "false",
+                "hostname", "ps", "kill", "uname", "dirname", "basename", "readlink", "xargs",
+                "tee", "df", "du", "expr", "seq", "sha1sum", "sha256sum", "mktemp")
 # programs a contract may list that the double provides with busybox itself
 BUSYBOX_PROGRAMS = {"sh": "sh", "bash": "sh", "ash": "sh", "wget": "wget", "nc": "nc",
                     "cat": "cat", "ls": "ls", "id": "id", "env": "env", "chown": "chown",
@@ -276,6 +283,14 @@ def _context(spec: DoubleSpec, base: str, directory: Path, broken: bool, puid: s
                 target.write_text("ok\n")
         fakes = directory / "fakes"
         fakes.mkdir()
+        shell = any(p.rsplit("/", 1)[-1] in ("sh", "bash") for p in spec.programs)
+        userland = [f"/bin/{a}" for a in CORE_APPLETS] if shell else []
+        for applet in userland:
+            location = fakes / applet.lstrip("/")
+            location.parent.mkdir(parents=True, exist_ok=True)
+            location.write_text(f"#!/double/bin/sh\nexec /double/bin/busybox "
+                                f"{applet.rsplit('/', 1)[-1]} \"$@\"\n")
+            location.chmod(0o755)
         for program in spec.programs:
             location = fakes / program.lstrip("/")
             location.parent.mkdir(parents=True, exist_ok=True)
