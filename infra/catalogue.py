@@ -47,7 +47,7 @@ class Volume:
 
     source: str
     target: str
-    kind: str = "data"  # data | config | socket | host
+    kind: str = "data"  # data | config | socket | host | key
     owner: tuple[int, int] | None = None
     mode: str = ""  # chmod applied with the ownership fix, e.g. "0700"
     read_only: bool = False
@@ -354,6 +354,12 @@ def _check(catalogue: Catalogue) -> None:
                     problems.append(Problem(f"depends on unknown service {dep!r}",
                                             key=f"{stack.name}.{service.name}", file=where,
                                             fix=f"use one of {sorted(names)}"))
+            for volume in service.volumes:
+                if volume.kind == "key" and volume.owner is None:
+                    problems.append(Problem(
+                        f"key {volume.source} has no owner", key=f"{stack.name}.{service.name}",
+                        file=where, fix="set owner: to the uid:gid the container reads it as "
+                                        "(its user:, or the user in its image's contract)"))
             for alias in service.aliases:
                 if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", alias) \
                         or alias in owner_of:
@@ -457,6 +463,16 @@ def networks(catalogue: Catalogue) -> dict[str, list[str]]:
 def routed_networks(catalogue: Catalogue) -> list[str]:
     """Networks the ingress must join: those of every stack with a routed service."""
     return sorted({s.network for s in catalogue.stacks.values() if s.routes})
+
+
+def key_volumes(stack: Stack) -> list[tuple[Service, Volume]]:
+    """Private files (TLS keys) the container gets its own copy of, owned by its user."""
+    return [(s, v) for s in stack.services for v in s.volumes if v.kind == "key"]
+
+
+def key_copy(stack: Stack, service: Service, volume: Volume) -> str:
+    """Where the container's copy of a key lives, relative to DATA_ROOT."""
+    return f"keys/{stack.name}/{service.name}/{Path(volume.source).name}"
 
 
 def data_volumes(stack: Stack) -> list[tuple[Service, Volume]]:

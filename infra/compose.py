@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from .catalogue import Catalogue, Route, Service, Stack, routed_networks
+from .catalogue import Catalogue, Route, Service, Stack, key_copy, routed_networks
 from .config import Config
 from .errors import ConfigError, Problem
 from .mirror import mirror_image
 
 STACK_LABEL = "io.stackyard.stack"
 SERVICE_LABEL = "io.stackyard.service"
+KEYS_LABEL = "io.stackyard.keys"  # digest of the key files the service gets copies of
 FORWARD_AUTH_MIDDLEWARE = "authentik@file"  # defined in templates/traefik/dynamic
 OUTPOST_SERVICE = "authentik-outpost@file"  # the embedded outpost, same file
 OUTPOST_PATH = "/outpost.goauthentik.io/"
@@ -98,13 +99,33 @@ def _volume(volume: Any, config: Config, stack: Stack, service: Service) -> str:
     elif volume.kind == "host":
         path = PurePosixPath(volume.source)
         source = str(path if path.is_absolute() else config.project_root / path)
+    elif volume.kind == "key":  # the container's own copy, made by `up` (bringup/ownership)
+        source = str(config.path("DATA_ROOT") / key_copy(stack, service, volume))
     else:
         raise ConfigError(Problem(f"volume {volume.source} has unknown kind {volume.kind!r}",
                                   key=f"{stack.name}.{service.name}",
                                   file=str(stack.directory / "stack.yaml"),
-                                  fix="use kind: data, config, socket or host"))
-    read_only = volume.read_only or volume.kind == "config"
+                                  fix="use kind: data, config, socket, host or key"))
+    read_only = volume.read_only or volume.kind in ("config", "key")
     return f"{source}:{volume.target}" + (":ro" if read_only else "")
+
+
+def keys_digest(keys: list[Any], config: Config) -> str:
+    """sha256 over the service's key files as they are here (a missing one counts as absent).
+    A digest of a random key tells nothing about it; the key itself never enters the file."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for volume in keys:
+        path = PurePosixPath(volume.source)
+        local = path if path.is_absolute() else config.project_root / path
+        digest.update(volume.target.encode() + b"\0")
+        try:
+            with open(local, "rb") as key:
+                digest.update(key.read())
+        except OSError:
+            digest.update(b"absent")
+    return digest.hexdigest()
 
 
 def _port(port: Any, config: Config) -> str:
@@ -201,6 +222,9 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
         doc["depends_on"] = _depends_on(stack, service)
     labels = {STACK_LABEL: stack.name, SERVICE_LABEL: service.name}
     labels.update(traefik_labels(stack, service, config))
+    keys = [v for v in service.volumes if v.kind == "key"]
+    if keys:  # a new key changes the definition: compose recreates the service to mount it
+        labels[KEYS_LABEL] = keys_digest(keys, config)
     doc["labels"] = labels
     doc["security_opt"] = ["no-new-privileges:true"]
     doc["cap_drop"] = ["ALL"]

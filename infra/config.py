@@ -87,12 +87,15 @@ def credentials_path(value: str, env_dir: Path, root: Path) -> Path:
 def read_credentials(path: Path, key: str, display: str) -> tuple[dict[str, str], list[Problem]]:
     """A user-supplied credentials env file (KEY=value lines), checked: present, 0600, not
     empty. Its values never become settings: templates and `config.show` cannot see them."""
-    create = (f"create {display} with the DNS provider's variables, e.g. "
-              f"CF_DNS_API_TOKEN=... for cloudflare, then `chmod 600 {display}`; or point {key} "
-              "at such a file")
+    acme = key == "ACME_CREDENTIALS_PATH"
+    example = "CF_DNS_API_TOKEN=... for cloudflare" if acme else "PLEX_CLAIM=claim-..."
+    whose = "the DNS provider's" if acme else "the"
+    create = (f"create {display} with {whose} variables, e.g. "
+              f"{example}, then `chmod 600 {display}`; or point {key} at such a file")
     if not path.is_file():
-        return {}, [Problem(f"{display} is missing: ACME_ENABLED=true needs the DNS provider's "
-                            "credentials", key=key, file=display, fix=create)]
+        why = ("ACME_ENABLED=true needs the DNS provider's credentials" if acme
+               else f"{key} names it")
+        return {}, [Problem(f"{display} is missing: {why}", key=key, file=display, fix=create)]
     problems: list[Problem] = []
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:

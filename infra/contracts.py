@@ -529,6 +529,32 @@ def where_written(contract: Contract, write: StartupWrite, command: Iterable[str
     return contract.absolute(moved or path)
 
 
+# Capabilities that let a process read a file whatever its owner and mode.
+READ_ANY_CAPABILITIES = {"DAC_OVERRIDE", "DAC_READ_SEARCH", "ALL"}
+
+
+def private_file(path: str) -> bool:
+    """A file the operator keeps 0600: keys and credentials (CERTS_DIR's keys, a login file)."""
+    name = posixpath.basename(path)
+    return name.endswith(("-key.pem", ".key")) or "credentials" in name
+
+
+def _read_findings(service: Any, contract: Contract) -> Iterable[tuple[str, str]]:
+    """Each private file the service reads must be readable by the uid it runs as, with the
+    capabilities it keeps (every other one is dropped)."""
+    uid = service.runs_as_uid()
+    uid = contract.user_ids[0] if uid is None else uid
+    can_read_any = bool(READ_ANY_CAPABILITIES & set(service.cap_add))
+    for volume in service.volumes:
+        if volume.kind == "key" and volume.owner and volume.owner[0] != uid:
+            yield (f"its copy of {volume.source} is owned by uid {volume.owner[0]}, but it reads "
+                   f"{volume.target} as uid {uid} ({contract.user.source if contract.user else ''})"
+                   .rstrip(" ()"), f"set owner: to {uid}:<gid>")
+        elif volume.kind == "host" and private_file(volume.source) and not can_read_any:
+            yield (f"{volume.source} is private to the operator (mode 0600); uid {uid} without "
+                   "DAC_OVERRIDE cannot read it", "mount it with kind: key (its own copy)")
+
+
 def conformance(catalogue: Any, values: Mapping[str, str],
                 rendered: Mapping[str, Mapping[str, str]], contracts: Mapping[str, Contract]
                 ) -> list[Problem]:
@@ -568,6 +594,7 @@ def _service_findings(service: Any, contract: Contract,
                    "which is not on a writable volume or tmpfs: it cannot start",
                    f"move it with {moved} onto a volume" if moved
                    else "mount a volume or tmpfs there")
+    yield from _read_findings(service, contract)
     health = service.health
     if health and health.command:
         kind, *words = health.command

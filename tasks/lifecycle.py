@@ -80,6 +80,9 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
         lines += [f"would ensure {config.path('DATA_ROOT') / f.source} exists"
                   + (f", owned by {f.owner_text}" if f.owner else "")
                   + (f", mode {f.mode}" if f.mode else "") for f in up_plan.ownership]
+        lines += [f"would give {k.stack}/{k.service} its own copy of {k.source} "
+                  f"({config.path('DATA_ROOT') / k.copy}, owned by {k.owner_text}, mode 0400)"
+                  for k in up_plan.keys]
         lines += [f"would {line}" for line in report.up_plan_lines(up_plan)
                   if not line.startswith("create network")]
         for line in lines:

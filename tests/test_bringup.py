@@ -322,6 +322,54 @@ def test_ownership_script_fixes_only_what_differs(tmp_path: Path) -> None:
 
 
 @pytest.mark.tools
+def test_key_copies_belong_to_the_container_user_and_follow_the_original(tmp_path: Path
+                                                                        ) -> None:
+    """Each container's own copy of a key: written when missing or different (owner, mode,
+    content), left alone otherwise; a dry run writes nothing; a missing original stops it."""
+    if os.geteuid() != 0:
+        pytest.skip("chown to other users needs root")
+    bin_dir = _busybox_bin(tmp_path)
+    for applet in ("cmp", "cp", "mv", "dirname", "chmod", "mkdir"):
+        if not (bin_dir / applet).exists():
+            (bin_dir / applet).symlink_to(bin_dir / "sh")
+    data, certs = tmp_path / "data", tmp_path / "certs"
+    data.mkdir()
+    certs.mkdir()
+    original = certs / "registry-server-key.pem"
+    original.write_text("KEY-1\n")
+    original.chmod(0o600)
+    os.chown(original, 1000, 1000)  # the operator's file, unreadable to 65532
+    copies = [ownership.KeyCopy("zot", "zot", str(original), "keys/zot/zot/registry-server-key.pem",
+                                (65532, 65532))]
+
+    def run(dry: bool) -> subprocess.CompletedProcess[str]:
+        script = "\n".join([ownership.ownership_script([], dry, base=str(data)),
+                            ownership.key_script(copies, [str(original)], dry)])
+        return subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True,
+                              text=True, env={"PATH": str(bin_dir)})
+
+    def actions(result: subprocess.CompletedProcess[str]) -> set[str]:
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {c.action for c in ownership.parse_ownership_output(result.stdout)}
+
+    copy = data / "keys/zot/zot/registry-server-key.pem"
+    assert actions(run(dry=True)) == {"would-key"} and not (data / "keys").exists()
+    assert actions(run(dry=False)) == {"key"}
+    info = copy.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65532, 65532, 0o400)
+    assert copy.read_text() == "KEY-1\n"
+    assert (data / "keys").stat().st_mode & 0o777 == 0o700  # nobody else on the host reads it
+    assert actions(run(dry=False)) == {"ok"}
+    original.write_text("KEY-2\n")  # renewed
+    assert actions(run(dry=False)) == {"key"} and copy.read_text() == "KEY-2\n"
+    os.chmod(copy, 0o644)
+    assert actions(run(dry=False)) == {"key"} and copy.stat().st_mode & 0o777 == 0o400
+    original.unlink()
+    missing = run(dry=False)
+    assert missing.returncode == 3 and "missing-key" in missing.stdout
+
+
+@pytest.mark.tools
 def test_probe_script_reports_each_service(tmp_path: Path) -> None:
     bin_dir = _busybox_bin(tmp_path)
     www = tmp_path / "www"

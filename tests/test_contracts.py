@@ -221,3 +221,116 @@ def test_postgres_is_healthy_only_when_the_real_server_answers(project: Project)
     assert command[:2] == ["CMD", "pg_isready"] and CONTRACTS["POSTGRES_IMAGE"].has_program(
         "pg_isready")
     assert command[command.index("-h") + 1] == "127.0.0.1"
+
+
+# ---------------------------------------------------------------- who reads what, as whom
+
+
+def test_every_private_file_is_the_container_s_own_copy(project: Project) -> None:
+    """Keys and credentials reach containers only as copies owned by the uid that reads them
+    (Traefik: root without capabilities; Zot: 65532; Alloy: root): the operator's 0600
+    originals are unreadable to them."""
+    for stack in project.catalogue.stacks.values():
+        for service in stack.services:
+            for volume in service.volumes:
+                if ct.private_file(volume.source):
+                    assert volume.kind == "key", (service.name, volume.source)
+    if not project.config.flag("ACME_ENABLED"):
+        traefik = project.catalogue["traefik"].service("traefik")
+        [key] = [v for v in traefik.volumes if v.kind == "key"]
+        assert key.owner == CONTRACTS["TRAEFIK_IMAGE"].user_ids
+    if project.config.flag("ZOT_TLS_ENABLED"):
+        zot = project.catalogue["zot"].service("zot")
+        assert {v.owner for v in zot.volumes if v.kind == "key"} == {(65532, 65532)}
+        alloy = project.catalogue["monitoring"].service("alloy")
+        assert {v.owner for v in alloy.volumes if v.kind == "key"} == {
+            CONTRACTS["ALLOY_IMAGE"].user_ids}
+
+
+def test_a_key_its_container_cannot_read_is_caught(tmp_path: Path) -> None:
+    """Today's render, with Traefik's key mounted as the operator's file (as it was), or
+    copied for the wrong uid, fails the check (default profile: our CA's certificate)."""
+    import dataclasses
+
+    project = rendering.load(tmp_path)
+    files = rendered_files(project)
+    stack = project.catalogue["traefik"]
+    traefik = stack.service("traefik")
+
+    def with_key(**changes: object) -> list[str]:
+        volumes = tuple(dataclasses.replace(v, **changes) if v.kind == "key" else v
+                        for v in traefik.volumes)
+        service = dataclasses.replace(traefik, volumes=volumes)
+        changed = dataclasses.replace(stack, services=tuple(
+            service if s.name == "traefik" else s for s in stack.services))
+        catalogue = dataclasses.replace(project.catalogue, stacks={
+            **project.catalogue.stacks, "traefik": changed})
+        return [str(p) for p in ct.conformance(catalogue, project.config.public, files,
+                                               CONTRACTS) if "ingress-key.pem" in str(p)]
+
+    assert with_key() == []
+    [as_host] = with_key(kind="host", owner=None)
+    assert "DAC_OVERRIDE" in as_host and "kind: key" in as_host
+    [wrong] = with_key(owner=(1000, 1000))
+    assert "owned by uid 1000" in wrong and "as uid 0" in wrong
+
+
+def test_traefik_checks_zot_s_certificate_against_a_name_it_carries(
+        project: Project, files: dict[str, dict[str, str]]) -> None:
+    """Traefik dials Zot's container address, which the certificate does not name."""
+    from infra.pki import registry_hosts
+
+    dynamic = yaml.safe_load(files["traefik"]["dynamic/stackyard.yml"])
+    if not project.config.flag("ZOT_TLS_ENABLED"):
+        assert "serversTransports" not in dynamic["http"]
+        return
+    transport = dynamic["http"]["serversTransports"]["internal-ca"]
+    assert transport["serverName"] in registry_hosts(project.config)
+    assert ct.key_allowed("http.serversTransports.internal-ca.serverName",
+                          CONTRACTS["TRAEFIK_IMAGE"].configs[1].keys)
+    labels = yaml.safe_load(files["zot"]["compose.yaml"])["services"]["zot"]["labels"]
+    https = [k for k, v in labels.items() if k.endswith(".scheme") and v == "https"]
+    assert https and all(
+        labels[k.replace(".server.scheme", ".serversTransport")] == "internal-ca@file"
+        for k in https)
+
+
+def test_zot_keeps_upstream_digests(files: dict[str, dict[str, str]]) -> None:
+    """Without preserveDigest, zot converts Docker manifests to OCI: a pull by upstream digest
+    through the mirror misses."""
+    config = json.loads(files["zot"]["config.json"])
+    registries = config["extensions"]["sync"]["registries"]
+    assert registries and all(r["preserveDigest"] is True for r in registries)
+    assert "docker2s2" in config["http"]["compat"]  # which preserveDigest requires
+
+
+def test_long_uploads_are_not_cut_at_traefik_s_default(project: Project,
+                                                       files: dict[str, dict[str, str]]) -> None:
+    static = yaml.safe_load(files["traefik"]["traefik.yml"])
+    timeout = static["entryPoints"]["websecure"]["transport"]["respondingTimeouts"]
+    assert timeout["readTimeout"] == f"{project.config['TRAEFIK_READ_TIMEOUT']}s"
+    assert int(project.config["TRAEFIK_READ_TIMEOUT"]) > 60
+
+
+def test_zot_cve_scanning_is_a_setting(tmp_path: Path) -> None:
+    rendering.load(tmp_path)
+    with (tmp_path / "env" / "alt.env").open("a") as handle:
+        handle.write("ZOT_CVE_ENABLED=false\n")
+    off = rendered_files(rendering.load(tmp_path, "alt"))
+    search = json.loads(off["zot"]["config.json"])["extensions"]["search"]
+    assert search == {"enable": True}
+
+
+def test_a_plex_claim_reaches_only_plex_through_its_0600_env_file(tmp_path: Path) -> None:
+    """PLEX_CLAIM is read by the image's claim step (contracts/plex.yaml), never a setting."""
+    claim = tmp_path / "plex-claim.env"
+    claim.write_text("PLEX_CLAIM=claim-test-not-a-secret\n")
+    claim.chmod(0o600)
+    rendering.load(tmp_path)
+    with (tmp_path / "env" / "alt.env").open("a") as handle:
+        handle.write(f"PLEX_CLAIM_PATH={claim}\n")
+    files = rendered_files(rendering.load(tmp_path, "alt"))
+    assert "PLEX_CLAIM" in CONTRACTS["PLEX_IMAGE"].environment
+    secret = [(stack, rel) for stack, found in files.items() for rel, text in found.items()
+              if "claim-test-not-a-secret" in text]
+    assert secret == [("media", "secrets/plex.env")]

@@ -237,7 +237,11 @@ def test_traefik_certificates_follow_acme(rendered: Any) -> None:
         served = "/etc/traefik/certs/ingress-fullchain.pem"
         assert dynamic["tls"]["certificates"][0]["certFile"] == served
         assert f"{certs}/ingress-fullchain.pem:{served}:ro" in volumes
-        assert f"{certs}/ingress-key.pem:/etc/traefik/certs/ingress-key.pem:ro" in volumes
+        # the key: Traefik's own copy (root-owned 0400, made by `up`), never the original
+        data = project.config.path("DATA_ROOT")
+        assert (f"{data}/keys/traefik/traefik/ingress-key.pem:"
+                "/etc/traefik/certs/ingress-key.pem:ro") in volumes
+        assert not any(v.startswith(f"{certs}/ingress-key.pem") for v in volumes)
 
 
 def test_landing_page_links_every_routed_host(rendered: Any) -> None:
@@ -278,8 +282,10 @@ def test_zot_credentials_are_mounted_only_when_configured(tmp_path: Path) -> Non
     results = render_stacks(load(tmp_path, "alt"), ["zot"])
     config = json.loads(results["zot"].files["config.json"])
     assert config["extensions"]["sync"]["credentialsFile"] == "/etc/zot/credentials.json"
-    assert f"{creds}:/etc/zot/credentials.json:ro" in compose_of(results["zot"])["services"][
-        "zot"]["volumes"]
+    # zot (65532) gets its own copy: the user's file may well be 0600
+    data = tmp_path / "data"
+    assert f"{data}/keys/zot/zot/creds.json:/etc/zot/credentials.json:ro" in compose_of(
+        results["zot"])["services"]["zot"]["volumes"]
 
 
 def test_stale_files_are_removed_inside_the_build_folder_only(tmp_path: Path) -> None:

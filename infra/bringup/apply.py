@@ -15,8 +15,10 @@ from .enginehost import HELPER_ONLY, EngineHost, read_engine_host
 from .facts import ContainerFact, parse_compose_ps
 from .ownership import (
     MOUNT_POINT,
+    KeyCopy,
     OwnershipChange,
     OwnershipFix,
+    key_script,
     ownership_command,
     ownership_script,
     parse_ownership_output,
@@ -51,7 +53,7 @@ def prepare_engine(c: Any, catalogue: Catalogue, names: Sequence[str], up_plan: 
     engine = read_engine_host(c, [network_ids[n] for n in required_networks(catalogue, names)
                                   if n in network_ids])
     for change in apply_ownership(c, helper_image, data_root, up_plan.ownership, dry=False,
-                                  on_host=engine.chown_on_host):
+                                  on_host=engine.chown_on_host, keys=up_plan.keys):
         if change.action != "ok":
             say(f"{change.action} {change.source} {change.before} -> {change.after}"
                 if change.after else f"{change.action} {change.source}")
@@ -59,17 +61,23 @@ def prepare_engine(c: Any, catalogue: Catalogue, names: Sequence[str], up_plan: 
 
 
 def apply_ownership(c: Any, helper_image: str, data_root: str, fixes: Sequence[OwnershipFix],
-                    dry: bool, on_host: bool = False) -> list[OwnershipChange]:
-    """Create missing data directories and fix their owner/mode: from inside the engine, or
-    (``on_host``: a rootful engine on this machine, a root shell) by the shell itself."""
-    if not fixes:
+                    dry: bool, on_host: bool = False, keys: Sequence[KeyCopy] = ()
+                    ) -> list[OwnershipChange]:
+    """Create missing data directories and fix their owner/mode, and write each container's
+    copy of its keys: from inside the engine, or (``on_host``: a rootful engine on this
+    machine, a root shell) by the shell itself."""
+    if not fixes and not keys:
         return []
     root = shlex.quote(data_root)
+    _check_key_originals(c, keys)
     if dry and not c.run(f"test -d {root}", hide=True, warn=True).ok:
         # mounting a missing folder would create it: report instead of touching anything
-        return [OwnershipChange(f.source, "would-create", "", f.owner_text) for f in fixes]
+        return ([OwnershipChange(f.source, "would-create", "", f.owner_text) for f in fixes]
+                + [OwnershipChange(k.copy, "would-key", "-", k.owner_text) for k in keys])
     if on_host:
-        script = ownership_script(fixes, dry, base=data_root)
+        script = "\n".join(part for part in (
+            ownership_script(fixes, dry, base=data_root),
+            key_script(keys, [k.source for k in keys], dry)) if part)
         prefix = "" if dry else f"mkdir -p {root} && "
         result = c.run(f"{prefix}sh -c {shlex.quote(script)}", hide=True, warn=True)
         if not result.ok:
@@ -78,12 +86,31 @@ def apply_ownership(c: Any, helper_image: str, data_root: str, fixes: Sequence[O
         return parse_ownership_output(result.stdout)
     if not dry:
         c.run(f"mkdir -p {root}", hide=True)
-    result = c.run(ownership_command(helper_image, data_root, fixes, dry), hide=True, warn=True)
+    result = c.run(ownership_command(helper_image, data_root, fixes, dry, keys), hide=True,
+                   warn=True)
     if not result.ok:
         raise InfraError(f"volume ownership fix failed in a {helper_image} container: "
                          f"{(result.stderr or result.stdout).strip()[-800:]} (is HELPER_IMAGE "
                          "pullable, through IMAGE_MIRROR when set?)")
     return parse_ownership_output(result.stdout)
+
+
+def _check_key_originals(c: Any, keys: Sequence[KeyCopy]) -> None:
+    """Every original must exist before a container copies it (a missing bind source would
+    fail later, less clearly); names with a comma cannot be given to --mount."""
+    if not keys:
+        return
+    odd = [k.source for k in keys if "," in k.source]
+    if odd:
+        raise InfraError(f"key file path {odd[0]!r} contains a comma, which docker's --mount "
+                         "cannot take: move CERTS_DIR to a path without one")
+    test = " && ".join(f"test -f {shlex.quote(k.source)}" for k in keys)
+    if not c.run(test, hide=True, warn=True).ok:
+        listing = c.run("for f in " + " ".join(shlex.quote(k.source) for k in keys)
+                        + '; do [ -f "$f" ] || echo "$f"; done', hide=True, warn=True)
+        missing = listing.stdout.split() or [k.source for k in keys]
+        raise InfraError(f"key file {missing[0]} is missing (a container needs a copy of "
+                         "it): run `invoke certs` first")
 
 
 def compose_ps(c: Any, target: cmd.ComposeTarget) -> list[ContainerFact]:

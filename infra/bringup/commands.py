@@ -86,11 +86,14 @@ def inspect_health(container: str) -> str:
 
 
 def helper_run(image: str, script: str, network: str = "none",
-               mounts: Sequence[str] = (), name: str = "") -> str:
-    """A one-shot container of the helper image (busybox: sh, wget, chown, stat)."""
+               mounts: Sequence[str] = (), name: str = "",
+               binds: Sequence[tuple[str, str]] = ()) -> str:
+    """A one-shot container of the helper image (busybox: sh, wget, chown, stat). ``binds``:
+    read-only files (source, target) that must exist (--mount refuses a missing source)."""
     parts = ["docker run --rm --pull missing", f"--network {q(network)}", "--user 0:0"]
     if name:
         parts.append(f"--name {q(name)}")
     parts += [f"-v {q(m)}" for m in mounts]
+    parts += [f"--mount {q(f'type=bind,source={s},target={t},readonly')}" for s, t in binds]
     parts += ["--entrypoint sh", q(image), "-c", q(script)]
     return " ".join(parts)

@@ -5,18 +5,25 @@ container that mounts DATA_ROOT and, for every data volume with a declared owner
 current owner with ``stat`` and changes it only when it differs. Running inside the engine
 makes it right under a rootless engine too, where container UID N is a subordinate host UID
 that a host ``chown N`` would get wrong.
+
+The same step gives every container that mounts a private key (catalogue ``kind: key``) its own
+copy under DATA_ROOT/keys/<stack>/<service>/, owned by the uid the container reads it as (as the
+engine maps it) and mode 0400. The operator's 0600 original is unreadable to a container whose
+user is another uid, and to uid 0 too once every capability is dropped (no DAC override).
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..catalogue import Stack, data_volumes
+from ..catalogue import Stack, data_volumes, key_copy, key_volumes
 from . import commands as cmd
 
 MOUNT_POINT = "/stackyard-data"
+KEYS_MOUNT = "/stackyard-keys"  # where the helper container sees the key originals
+KEY_MODE = "400"
 
 
 @dataclass(frozen=True)
@@ -33,9 +40,23 @@ class OwnershipFix:
 
 
 @dataclass(frozen=True)
+class KeyCopy:
+    stack: str
+    service: str
+    source: str  # the original on the host (absolute)
+    copy: str  # relative to DATA_ROOT
+    owner: tuple[int, int]
+
+    @property
+    def owner_text(self) -> str:
+        return f"{self.owner[0]}:{self.owner[1]}"
+
+
+@dataclass(frozen=True)
 class OwnershipChange:
     source: str
-    action: str  # created | chown | chmod | ok | would-chown | would-create | would-chmod
+    action: str  # created | chown | chmod | ok | would-chown | would-create | would-chmod |
+    #              key | would-key (a container's key copy written)
     before: str = ""
     after: str = ""
 
@@ -49,6 +70,37 @@ def ownership_fixes(stacks: Iterable[Stack]) -> list[OwnershipFix]:
                 fixes[volume.source] = OwnershipFix(stack.name, service.name, volume.source,
                                                     volume.owner, volume.mode)
     return list(fixes.values())
+
+
+def key_copies(stacks: Iterable[Stack], data_root: str = "") -> list[KeyCopy]:
+    """One copy per (stack, service, key file); the owner is the catalogue's (validated)."""
+    copies = []
+    for stack in stacks:
+        for service, volume in key_volumes(stack):
+            owner = volume.owner or (0, 0)
+            copies.append(KeyCopy(stack.name, service.name, volume.source,
+                                  key_copy(stack, service, volume), owner))
+    return copies
+
+
+def key_script(copies: Sequence[KeyCopy], sources: Sequence[str], dry: bool) -> str:
+    """sh lines (run where DATA_ROOT is the working directory): copy each original to its copy
+    when the content, owner or mode differs; a new copy is written aside and renamed."""
+    lines = []
+    for copy, source in zip(copies, sources, strict=True):
+        src, dst = shlex.quote(source), shlex.quote(copy.copy)
+        want = f"{copy.owner_text}:{KEY_MODE}"
+        new = shlex.quote(copy.copy + ".new")
+        write = (f"echo would-key {dst} - {copy.owner_text}" if dry else
+                 f"mkdir -p \"$(dirname {dst})\" && chmod 0700 keys && "
+                 f"cp {src} {new} && chown {copy.owner_text} {new} && chmod 0{KEY_MODE} {new} "
+                 f"&& mv -f {new} {dst} && echo key {dst} - {copy.owner_text}")
+        lines.append(
+            f"if [ ! -f {src} ]; then echo missing-key {dst} {src}; exit 3; fi; "
+            f"if [ -f {dst} ] && cmp -s {src} {dst} && "
+            f"[ \"$(stat -c %u:%g:%a {dst})\" = {want} ]; then echo ok {dst} {want} {want}; "
+            f"else {write}; fi")
+    return "\n".join(lines)
 
 
 def ownership_script(fixes: Iterable[OwnershipFix], dry: bool, base: str = MOUNT_POINT) -> str:
@@ -85,9 +137,14 @@ def ownership_script(fixes: Iterable[OwnershipFix], dry: bool, base: str = MOUNT
 
 
 def ownership_command(helper_image: str, data_root: str, fixes: Iterable[OwnershipFix],
-                      dry: bool) -> str:
+                      dry: bool, keys: Sequence[KeyCopy] = ()) -> str:
     mount = f"{data_root}:{MOUNT_POINT}" + (":ro" if dry else "")
-    return cmd.helper_run(helper_image, ownership_script(fixes, dry), mounts=[mount])
+    inside = [f"{KEYS_MOUNT}/{index}" for index in range(len(keys))]
+    script = "\n".join(part for part in (ownership_script(fixes, dry),
+                                          key_script(keys, inside, dry)) if part)
+    # --mount (not -v): a missing original is an error, never a directory made in its place
+    binds = [(k.source, target) for k, target in zip(keys, inside, strict=True)]
+    return cmd.helper_run(helper_image, script, mounts=[mount], binds=binds)
 
 
 def parse_ownership_output(text: str) -> list[OwnershipChange]:
@@ -95,7 +152,8 @@ def parse_ownership_output(text: str) -> list[OwnershipChange]:
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] in {"created", "chown", "chmod", "ok", "would-chown",
-                                             "would-create", "would-chmod"}:
+                                             "would-create", "would-chmod", "key",
+                                             "would-key", "missing-key"}:
             changes.append(OwnershipChange(parts[1], parts[0],
                                            parts[2] if len(parts) > 2 else "",
                                            parts[3] if len(parts) > 3 else ""))

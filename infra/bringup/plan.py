@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..catalogue import Catalogue, Stack, networks, stack_layers, with_dependencies
 from .facts import ContainerFact
-from .ownership import OwnershipFix, ownership_fixes
+from .ownership import KeyCopy, OwnershipFix, key_copies, ownership_fixes
 from .state import StackRecord
 
 CREATE, UPDATE, SKIP = "create", "update", "unchanged"
@@ -29,6 +29,7 @@ class UpPlan:
     steps: Mapping[str, StackStep]
     networks_to_create: list[str]
     ownership: list[OwnershipFix] = field(default_factory=list)
+    keys: list[KeyCopy] = field(default_factory=list)  # containers' own copies of keys
 
     @property
     def to_apply(self) -> list[str]:
@@ -83,6 +84,7 @@ def plan_up(catalogue: Catalogue, names: Sequence[str], digests: Mapping[str, st
         steps=steps,
         networks_to_create=[n for n in required_networks(catalogue, names) if n not in existing],
         ownership=ownership_fixes(applied),
+        keys=key_copies(applied),
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..catalogue import key_volumes
 from ..errors import InfraError
 from . import layout as lay
 from . import summary, upload
@@ -106,7 +107,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                      f"({time.monotonic() - begin:.1f}s)")
     files = [f for name in stacks
              for f in upload.stack_files(remote.stack_dir(name), rendered[name].files)]
-    files += certificate_files(rendered, remote, base.config.path("CERTS_DIR"))
+    keys = [v.source for n in stacks for _, v in key_volumes(project.catalogue[n])]
+    files += certificate_files(rendered, remote, base.config.path("CERTS_DIR"), keys)
     stack_dirs = [remote.stack_dir(n) for n in stacks]
     checksums = upload.read_remote_checksums(conn, [*stack_dirs, remote.certs_dir])
     transfer = upload.plan_upload(files, checksums, stack_dirs)
@@ -132,6 +134,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                            state.load_state(config.build_dir),
                            facts.containers_by_project(containers), networks)
     up_plan = _recreate_for_changed_files(up_plan, project.catalogue, uploaded, remote)
+    # a stack whose compose file did not change still re-copies and re-mounts a renewed key
+    up_plan = _recreate_for_changed_keys(up_plan, project.catalogue, uploaded)
     helper = session.mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))
     result_kwargs: dict[str, Any] = {"uploaded": uploaded, "deleted": tuple(transfer.delete)}
     if up_plan.changes_nothing:
@@ -183,6 +187,24 @@ def _sha(text: str) -> str:
     return sha256_hex(text)
 
 
+def _recreate_for_changed_keys(up_plan: Any, catalogue: Any, uploaded: Sequence[str]) -> Any:
+    from ..bringup.ownership import key_copies
+    from ..bringup.plan import SKIP, UPDATE, StackStep
+
+    steps = dict(up_plan.steps)
+    keys = list(up_plan.keys)
+    for name, step in up_plan.steps.items():
+        hit = [(s.name, v.source) for s, v in key_volumes(catalogue[name]) if v.source in uploaded]
+        if not hit:
+            continue
+        services = tuple(dict.fromkeys([*step.recreate, *(service for service, _ in hit)]))
+        steps[name] = StackStep(name, UPDATE if step.action == SKIP else step.action,
+                                step.reason if step.action != SKIP else "a key file changed",
+                                recreate=services, changed_files=step.changed_files)
+        keys += [k for k in key_copies([catalogue[name]]) if k not in keys]
+    return replace(up_plan, steps=steps, keys=keys)
+
+
 def _recreate_for_changed_files(up_plan: Any, catalogue: Any, uploaded: Sequence[str],
                                 remote: lay.RemoteLayout) -> Any:
     """A stack recorded as unchanged whose files on the host differed gets them re-mounted."""
@@ -200,12 +222,13 @@ def _recreate_for_changed_files(up_plan: Any, catalogue: Any, uploaded: Sequence
 
 
 def certificate_files(rendered: Mapping[str, Any], remote: lay.RemoteLayout,
-                      local_certs: Path) -> list[upload.LocalFile]:
-    """The certificates the rendered compose files mount from the host's CERTS_DIR."""
+                      local_certs: Path, keys: Sequence[str] = ()) -> list[upload.LocalFile]:
+    """The certificates the rendered compose files mount from the host's CERTS_DIR, and the
+    keys (``keys``: their paths on the host) containers get copies of."""
     import yaml
 
     prefix = remote.certs_dir + "/"
-    names: set[str] = set()
+    names: set[str] = {k.removeprefix(prefix) for k in keys if k.startswith(prefix)}
     for item in rendered.values():
         document = yaml.safe_load(item.files["compose.yaml"]) or {}
         for service in (document.get("services") or {}).values():

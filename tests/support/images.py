@@ -40,7 +40,8 @@ from infra.project import Project
 DOUBLES_DIR = Path(__file__).resolve().parent / "doubles"
 CACHE_DIR = Path(os.environ.get("STACKYARD_TEST_CACHE", "/var/tmp/stackyard-test"))
 LABEL = "io.stackyard.double"
-BUSYBOX_BASE = "stackyard-test/busybox-base:2"
+BUSYBOX_BASE = "stackyard-test/busybox-base:1"
+DOUBLE_BASE = "stackyard-test/double-base:1"
 DEBIAN_PACKAGES = ("postgresql-15", "nginx-light", "docker-registry", "busybox")
 DEBIAN_BASE = "stackyard-test/debian-base:bookworm-1"
 # Debian-based: the real programs, plus the images whose programs resolve service names
@@ -173,40 +174,57 @@ def image_label(engine: Sequence[str], reference: str) -> str | None:
     return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
-def busybox_rootfs(target: Path) -> None:
-    """A root filesystem whose only programs are busybox-static's applets in /double/bin: the
-    double's own tools, off the image's PATH (a double gets the image's programs, and only
-    those, from its contract)."""
-    tools = target / "double" / "bin"
+def busybox_rootfs(target: Path, hidden: bool = False) -> None:
+    """A root filesystem of busybox-static with every applet linked: in the usual places, or
+    (``hidden``) only in /double/bin, the doubles' own tools, off the image's PATH (a double
+    gets the image's programs, and only those, from its contract)."""
+    tools = target / ("double/bin" if hidden else "bin")
     tools.mkdir(parents=True)
     for sub in ("tmp", "etc", "bin", "usr/bin", "usr/local/bin", "var/tmp", "root"):
         (target / sub).mkdir(parents=True, exist_ok=True)
     (target / "tmp").chmod(0o1777)
     shutil.copy(BUSYBOX, tools / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for applet in applets:
-        link = tools / applet
-        if applet != "busybox" and not link.exists():
-            link.symlink_to("busybox")
+    if hidden:
+        for applet in subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                                     check=True).stdout.split():
+            if applet != "busybox":
+                (tools / applet).symlink_to("busybox")
+    else:
+        for applet in subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,
+                                     check=True).stdout.split():
+            link = target / applet
+            if applet != "bin/busybox" and not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to("/bin/busybox")
     (target / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
                                            "nobody:x:65534:65534:nobody:/:/bin/false\n")
     (target / "etc" / "group").write_text("root:x:0:\nnobody:x:65534:\n")
 
 
-def ensure_busybox_base(engine: Sequence[str]) -> str:
+def _ensure_busybox_image(engine: Sequence[str], reference: str, hidden: bool) -> str:
     digest = hashlib.sha256(Path(BUSYBOX).read_bytes()).hexdigest()[:16]
-    if image_label(engine, BUSYBOX_BASE) == digest:
-        return BUSYBOX_BASE
+    if image_label(engine, reference) == digest:
+        return reference
     with tempfile.TemporaryDirectory(prefix="sy-busybox-") as tmp:
         root = Path(tmp) / "rootfs"
-        busybox_rootfs(root)
+        busybox_rootfs(root, hidden)
         tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True,
                              check=True).stdout
+        shell = "/double/bin/sh" if hidden else "sh"
         docker(engine, "import", "--change", f"LABEL {LABEL}={digest}", "--change",
-               f"ENV PATH={IMAGE_PATH}", "--change", 'CMD ["/double/bin/sh"]', "-",
-               BUSYBOX_BASE, input_=tar)
-    return BUSYBOX_BASE
+               f"ENV PATH={IMAGE_PATH}", "--change", f'CMD ["{shell}"]', "-", reference,
+               input_=tar)
+    return reference
+
+
+def ensure_busybox_base(engine: Sequence[str]) -> str:
+    """busybox with every applet on the PATH (tests that need a small image)."""
+    return _ensure_busybox_image(engine, BUSYBOX_BASE, hidden=False)
+
+
+def ensure_double_base(engine: Sequence[str]) -> str:
+    """busybox in /double/bin only: the base of the contract-built doubles."""
+    return _ensure_busybox_image(engine, DOUBLE_BASE, hidden=True)
 
 
 def debian_archive() -> str:
@@ -344,7 +362,7 @@ def build_double(engine: Sequence[str], spec: DoubleSpec, reference: str | None 
                  broken: bool = False, puid: str = "1000", pgid: str = "1000") -> str:
     """Build (unless cached) the double of ``spec`` as ``reference``; returns the reference."""
     reference = reference or spec.reference
-    base = ensure_debian_base(engine) if spec.kind in DEBIAN_KINDS else ensure_busybox_base(engine)
+    base = ensure_debian_base(engine) if spec.kind in DEBIAN_KINDS else ensure_double_base(engine)
     base_id = docker(engine, "image", "inspect", "--format", "{{.Id}}", base).stdout.decode()
     with tempfile.TemporaryDirectory(prefix="sy-double-") as tmp:
         directory = Path(tmp)
