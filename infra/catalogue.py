@@ -33,9 +33,21 @@ class HttpProbe:
 
 
 @dataclass(frozen=True)
+class TlsProbe:
+    """A TLS handshake made from a probe container on the stack network: healthy only when the
+    service presents, for ``name``, a certificate that ``ca`` issued for that name."""
+
+    port: int
+    name: str  # the server name asked for (SNI) and checked in the certificate
+    ca: str  # the CA file (host path) the certificate must chain to
+    image: str  # the image that runs curl (it must have it: see its contract)
+
+
+@dataclass(frozen=True)
 class Health:
     command: tuple[str, ...] = ()  # in-image check, becomes the compose healthcheck
     http: HttpProbe | None = None  # external probe
+    tls: TlsProbe | None = None  # external TLS probe, after the in-image check passed
     interval: str = "10s"
     retries: int = 30
     start_period: str = "10s"
@@ -253,10 +265,18 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
     if spec.get("health"):
         h = spec["health"]
         http = h.get("http")
+        tls = h.get("tls")
+        if tls and ("when" not in tls or as_flag(tls["when"])):
+            missing = [k for k in ("port", "name", "ca", "image") if not tls.get(k)]
+            if missing:
+                raise ConfigError(Problem(f"tls probe of {name} lacks {', '.join(missing)}",
+                                          file=where, fix="tls: {port, name, ca, image}"))
         health = Health(
             command=tuple(words(h.get("command")) or ()),
             http=HttpProbe(int(http["port"]), http.get("path", "/"), http.get("scheme", "http"))
             if http else None,
+            tls=TlsProbe(int(tls["port"]), str(tls["name"]), str(tls["ca"]), str(tls["image"]))
+            if tls and ("when" not in tls or as_flag(tls["when"])) else None,
             interval=h.get("interval", "10s"),
             retries=int(h.get("retries", 30)),
             start_period=h.get("start_period", "10s"),

@@ -74,10 +74,24 @@ def route_command(check: RouteCheck, https_port: str | int, cacert: str,
     return shlex.join(parts)
 
 
-def route_result(check: RouteCheck, status_text: str) -> CheckResult:
+# curl's words for a certificate that does not name the host, or that our CA did not issue
+NAME_MISMATCH = ("no alternative certificate subject name", "does not match target host",
+                 "subject name does not match")
+UNTRUSTED = ("unable to get local issuer", "self-signed certificate", "self signed certificate",
+             "certificate verify failed", "unable to verify")
+
+
+def route_result(check: RouteCheck, status_text: str, error_text: str = "") -> CheckResult:
     code = int(status_text) if status_text.strip().isdigit() else 0
     if code == 0:
-        return CheckResult(check.stack, check.url, False, "no answer (TLS or connection error)")
+        error = " ".join(error_text.split())
+        if any(words in error for words in NAME_MISMATCH):
+            detail = f"the certificate it presents was not issued for {check.host}"
+        elif any(words in error for words in UNTRUSTED):
+            detail = "the certificate it presents was not issued by our CA"
+        else:
+            detail = "no answer (TLS or connection error)" + (f": {error[-200:]}" if error else "")
+        return CheckResult(check.stack, check.url, False, detail)
     if code >= 500:
         return CheckResult(check.stack, check.url, False, f"HTTP {code}")
     if check.auth == "sso" and code not in LOGIN_REDIRECTS:

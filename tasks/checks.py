@@ -43,7 +43,7 @@ def check(c, stack=None, routes=True, timeout=20, profile=""):
         for route in checks.route_checks(catalogue, names, https_port):
             answer = c.run(checks.route_command(route, https_port, cacert), hide=True,
                            warn=True)
-            results.append(checks.route_result(route, answer.stdout))
+            results.append(checks.route_result(route, answer.stdout, answer.stderr))
     table = Table(title="check")
     for column in ("stack", "subject", "result", "detail"):
         table.add_column(column)

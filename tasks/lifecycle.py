@@ -121,7 +121,8 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
     def bring_up(name: str) -> schedule.StackOutcome:
         outcome = apply.bring_up_stack(c, catalogue[name], prepared[name].target,
                                        up_plan.steps[name], helper, timeout,
-                                       engine=engine)
+                                       engine=engine,
+                                       mirror=project.config.get("IMAGE_MIRROR"))
         if outcome.status == schedule.HEALTHY:
             with lock:
                 state.record_stack(build_dir, name, state.StackRecord(prepared[name].digest,

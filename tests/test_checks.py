@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from infra.bringup import probes
 from infra.bringup.probes import ProbeResult
 from infra.bringup.report import StatusRow
 from infra.checks import RouteCheck, route_command, route_result, service_results
-from tests.conftest import require_program
+from tests.conftest import require, require_program
 from tests.support.registry import free_port
 
 
@@ -45,6 +45,9 @@ def test_route_verdicts(auth: str, status: str, ok: bool) -> None:
     assert route_result(check, status).ok is ok
 
 
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"  # public CAs: none issued our certificate
+
+
 @pytest.mark.tools
 def test_route_checks_against_a_real_tls_front(tmp_path: Path, project_root: Path,
                                                env_dir: Path) -> None:
@@ -55,13 +58,14 @@ def test_route_checks_against_a_real_tls_front(tmp_path: Path, project_root: Pat
     """
     nginx = require_program("nginx")
     require_program("curl")
+    require(Path(SYSTEM_CAS).is_file(), f"{SYSTEM_CAS} (Debian's ca-certificates)")
     certs = tmp_path / "certs"
     made = subprocess.run([sys.executable, "-m", "invoke", "certs"], cwd=project_root,
                           env={**os.environ, "INFRA_ENV_DIR": str(env_dir),
                                "CERTS_DIR": str(certs)},
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
-    port = free_port()
+    port, refusing = free_port(), free_port()
     conf = tmp_path / "nginx.conf"
     ssl = (f"listen 127.0.0.1:{port} ssl; ssl_certificate {certs}/ingress-fullchain.pem; "
            f"ssl_certificate_key {certs}/ingress-key.pem;")
@@ -74,6 +78,8 @@ http {{
   server {{ {ssl} server_name grafana.localhost;
     return 302 https://auth.localhost/outpost.goauthentik.io/start; }}
   server {{ {ssl} server_name dozzle.localhost plex.localhost; return 200 "no auth here"; }}
+  # Traefik after it skipped a key it could not read: every handshake refused
+  server {{ listen 127.0.0.1:{refusing} ssl; ssl_reject_handshake on; }}
 }}
 """)
     server = subprocess.Popen([nginx, "-c", str(conf)], stderr=subprocess.PIPE)
@@ -97,10 +103,34 @@ http {{
         # and a certificate we do not trust is a failure, not a pass
         untrusted = route_command(RouteCheck("s", "svc", "plex.localhost",
                                              f"https://plex.localhost:{port}", "public"),
-                                  port, shutil.which("true") or "/bin/true")
+                                  port, SYSTEM_CAS)
         answer = subprocess.run(untrusted, shell=True, capture_output=True, text=True)
-        assert not route_result(RouteCheck("s", "svc", "plex.localhost", "", "public"),
-                                answer.stdout).ok
+        verdict = route_result(RouteCheck("s", "svc", "plex.localhost", "", "public"),
+                               answer.stdout, answer.stderr)
+        assert not verdict.ok and "not issued by our CA" in verdict.detail, verdict
+        # a routed host answered with a certificate not issued for it (ours, for *.localhost)
+        elsewhere = RouteCheck("s", "svc", "media.example.org",
+                               f"https://media.example.org:{port}", "public")
+        answer = subprocess.run(route_command(elsewhere, port, cacert), shell=True,
+                                capture_output=True, text=True, timeout=30)
+        verdict = route_result(elsewhere, answer.stdout, answer.stderr)
+        assert not verdict.ok
+        assert verdict.detail == "the certificate it presents was not issued for " \
+                                 "media.example.org", (verdict, answer.stderr)
+        # the bring-up's TLS gate (Traefik's), run by real curl against the same front
+        def gate(name: str, at: int = port, timeout: int = 2) -> list[probes.ProbeResult]:
+            check = probes.TlsCheck("traefik", name, at, cacert, "nginx")
+            script = probes.tls_probe_script(check, timeout).replace(probes.CA_MOUNT, cacert)
+            script = script.replace(f":traefik:{at}", f":127.0.0.1:{at}")
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                                  timeout=60)
+            return probes.parse_probe_output(done.stdout)
+
+        assert gate("grafana.localhost") == [probes.ProbeResult("traefik", True)]
+        [wrong] = gate("media.example.org")
+        assert not wrong.healthy and "media.example.org" in wrong.detail, wrong
+        [refused] = gate("grafana.localhost", at=refusing)
+        assert not refused.healthy and "unrecognized name" in refused.detail, refused
     finally:
         server.terminate()
         server.wait(10)

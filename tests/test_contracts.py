@@ -334,3 +334,21 @@ def test_a_plex_claim_reaches_only_plex_through_its_0600_env_file(tmp_path: Path
     secret = [(stack, rel) for stack, found in files.items() for rel, text in found.items()
               if "claim-test-not-a-secret" in text]
     assert secret == [("media", "secrets/plex.env")]
+
+
+def _bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)\s*([kmg]i?b?)?", size.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * 1024 ** " kmg".index((unit or " ")[0])
+
+
+def test_mimir_fits_its_memory_limit(project: Project, files: dict[str, dict[str, str]]) -> None:
+    """The store-gateway's in-memory index cache defaults to 1 GiB, the node's whole limit:
+    capped, and the Go runtime told to collect before the limit (GOMEMLIMIT)."""
+    config = yaml.safe_load(files["monitoring"]["mimir/config.yaml"])
+    cache = config["blocks_storage"]["bucket_store"]["index_cache"]["inmemory"]["max_size_bytes"]
+    for name in ("mimir-1", "mimir-2", "mimir-3"):
+        node = project.catalogue["monitoring"].service(name)
+        limit = _bytes(node.memory)
+        go_limit = _bytes(node.environment["GOMEMLIMIT"])
+        assert cache <= limit // 4 and go_limit < limit
+    assert "GOMEMLIMIT" in CONTRACTS["MIMIR_IMAGE"].environment

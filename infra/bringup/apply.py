@@ -10,6 +10,7 @@ from typing import Any
 
 from ..catalogue import Catalogue, Stack
 from ..errors import InfraError
+from ..mirror import mirror_image
 from . import commands as cmd
 from .enginehost import HELPER_ONLY, EngineHost, read_engine_host
 from .facts import ContainerFact, parse_compose_ps
@@ -24,7 +25,14 @@ from .ownership import (
     parse_ownership_output,
 )
 from .plan import SKIP, StackStep, UpPlan, required_networks
-from .probes import host_probe_command, http_checks, parse_probe_output, probe_command
+from .probes import (
+    host_probe_command,
+    http_checks,
+    parse_probe_output,
+    probe_command,
+    tls_checks,
+    tls_probe_command,
+)
 from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
 
 LOG_TAIL = 30
@@ -120,11 +128,12 @@ def compose_ps(c: Any, target: cmd.ComposeTarget) -> list[ContainerFact]:
 
 def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackStep,
                    helper_image: str, timeout: int, log_tail: int = LOG_TAIL,
-                   engine: EngineHost = HELPER_ONLY) -> StackOutcome:
+                   engine: EngineHost = HELPER_ONLY, mirror: str = "") -> StackOutcome:
     """Bring one stack up and wait until every service is healthy (or a job exited 0).
 
     ``engine``: the facts (enginehost) that let the shell run the HTTP probes (curl) instead
-    of a helper container, and run the compose binary directly.
+    of a helper container, and run the compose binary directly. ``mirror``: IMAGE_MIRROR, for
+    the image a TLS probe runs in.
     """
     if step.action == SKIP:
         return StackOutcome(stack.name, UNCHANGED, detail=step.reason)
@@ -161,6 +170,17 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
                         for r in bad]
             return failed(failures, "HTTP health probe failed" if bad
                           else _last_lines(result.stderr, 6))
+    for check in tls_checks(stack, daemons):
+        image = mirror_image(check.image, mirror)
+        result = c.run(tls_probe_command(image, stack.network, check, remaining()), hide=True,
+                       warn=True)
+        if not any(r.healthy for r in parse_probe_output(result.stdout)):
+            why = " ".join(r.detail for r in parse_probe_output(result.stdout)) \
+                or _last_lines(result.stderr, 4)
+            return failed([ServiceFailure(check.service, "TLS check failed", why,
+                                          service_logs(c, target, check.service, log_tail))],
+                          f"{check.service} does not present a certificate of our CA for "
+                          f"{check.name} on port {check.port}")
     for job in jobs:
         started = c.run(cmd.compose_start_oneshot(target, [job]), hide=True, warn=True)
         waited = c.run(cmd.compose_wait(target, job), hide=True, warn=True) if started.ok \

@@ -136,3 +136,50 @@ def parse_probe_output(text: str) -> list[ProbeResult]:
             service, _, detail = rest.partition(" ")
             results.append(ProbeResult(service, word == "healthy", detail.strip()))
     return results
+
+
+CA_MOUNT = "/stackyard-ca.pem"
+
+
+@dataclass(frozen=True)
+class TlsCheck:
+    service: str
+    name: str
+    port: int
+    ca: str  # host path of the CA file
+    image: str  # as the catalogue names it (mirrored by the caller)
+
+
+def tls_checks(stack: Stack, services: Iterable[str] | None = None) -> list[TlsCheck]:
+    wanted = set(services) if services is not None else None
+    checks = []
+    for service in stack.services:
+        probe = service.health.tls if service.health else None
+        if probe is None or (wanted is not None and service.name not in wanted):
+            continue
+        checks.append(TlsCheck(service.name, probe.name, probe.port, probe.ca, probe.image))
+    return checks
+
+
+def tls_probe_script(check: TlsCheck, timeout: int) -> str:
+    """curl, until it completes a request: the certificate chains to our CA and names
+    ``check.name`` (asked for by SNI), reached at the service's own address and port."""
+    target = f"{check.name}:{check.port}:{check.service}:{check.port}"
+    url = f"https://{check.name}:{check.port}/"
+    if not SAFE_ITEMS.match(target + url):
+        raise ValueError(f"unexpected characters in a TLS probe: {target!r}")
+    return f"""end=$(( $(date +%s) + {int(timeout)} ))
+until curl -sS -o /dev/null --max-time 5 --cacert {CA_MOUNT} --connect-to "{target}" \\
+      "{url}" 2>/tmp/tls-error; do
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "unhealthy {check.service} {url}: $(tr '\\n' ' ' </tmp/tls-error)"; exit 1
+  fi
+  sleep 1
+done
+echo "healthy {check.service}"
+"""
+
+
+def tls_probe_command(image: str, network: str, check: TlsCheck, timeout: int) -> str:
+    return cmd.helper_run(image, tls_probe_script(check, timeout), network=network,
+                          binds=[(check.ca, CA_MOUNT)])

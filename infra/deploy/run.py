@@ -108,6 +108,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     files = [f for name in stacks
              for f in upload.stack_files(remote.stack_dir(name), rendered[name].files)]
     keys = [v.source for n in stacks for _, v in key_volumes(project.catalogue[n])]
+    keys += [s.health.tls.ca for n in stacks for s in project.catalogue[n].services
+             if s.health and s.health.tls]  # the CA a TLS health probe checks against
     files += certificate_files(rendered, remote, base.config.path("CERTS_DIR"), keys)
     stack_dirs = [remote.stack_dir(n) for n in stacks]
     checksums = upload.read_remote_checksums(conn, [*stack_dirs, remote.certs_dir])
@@ -158,7 +160,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                          f"({up_plan.steps[name].reason})")
         outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
                                        up_plan.steps[name], helper, timeout,
-                                       engine=engine)
+                                       engine=engine, mirror=config.get("IMAGE_MIRROR"))
         say(target.name, f"{name}: {outcome.status} ({time.monotonic() - begin:.1f}s)")
         if outcome.status == schedule.HEALTHY:
             with lock:

@@ -5,8 +5,10 @@ to a local registry used as IMAGE_MIRROR (the seed's pull-through pattern). Each
 tagged with the exact reference the rendered compose file uses after mirror rewriting.
 
 - Where Debian has the real program, the double runs it: nginx (the Mimir balancer and the
-  landing page load OUR rendered nginx.conf), PostgreSQL 15 (Authentik's database) and
-  docker-registry (Zot's /v2/). They share one debootstrap image (built once, cached by tag).
+  landing page load OUR rendered nginx.conf; its curl runs the TLS health probe), PostgreSQL 15
+  (Authentik's database), docker-registry (Zot's /v2/), and nginx again for Traefik's TLS on
+  443 with the certificate and key our dynamic config names (doubles/traefik-run). They share
+  one debootstrap image (built once, cached by tag).
 - Every other image is a busybox double (tests/support/doubles/run), built from the image's
   contract (contracts/*.yaml): it runs as the contract's user in the contract's working
   directory, holds only the programs the contract lists (a health command naming another
@@ -42,12 +44,12 @@ CACHE_DIR = Path(os.environ.get("STACKYARD_TEST_CACHE", "/var/tmp/stackyard-test
 LABEL = "io.stackyard.double"
 BUSYBOX_BASE = "stackyard-test/busybox-base:1"
 DOUBLE_BASE = "stackyard-test/double-base:1"
-DEBIAN_PACKAGES = ("postgresql-15", "nginx-light", "docker-registry", "busybox")
+DEBIAN_PACKAGES = ("postgresql-15", "nginx-light", "docker-registry", "busybox", "curl")
 DEBIAN_BASE = "stackyard-test/debian-base:bookworm-1"
 # Debian-based: the real programs, plus the images whose programs resolve service names
 # (busybox-static links glibc statically and crashes in name lookups; Debian's busybox is
 # dynamically linked and resolves like the real busybox image does).
-DEBIAN_KINDS = ("postgres", "nginx", "registry", "real-busybox", "mc")
+DEBIAN_KINDS = ("postgres", "nginx", "registry", "real-busybox", "mc", "traefik")
 DEBIAN_SUITE = "bookworm"
 BUSYBOX = "/bin/busybox"
 BUSYBOX_LINKS = ("RUN for applet in wget httpd nslookup; do ln -sf /bin/busybox "
@@ -98,6 +100,8 @@ def _kind(repository: str) -> str:
         return "postgres"
     if repository == "library/nginx":
         return "nginx"
+    if repository == "library/traefik":
+        return "traefik"
     if repository.startswith("project-zot/"):
         return "registry"
     if repository.startswith("linuxserver/"):
@@ -281,7 +285,7 @@ def _context(spec: DoubleSpec, base: str, directory: Path, broken: bool, puid: s
     """Write the build context; returns the Dockerfile text."""
     double = directory / "double"
     double.mkdir(parents=True)
-    for name in ("run", "health", "curl", "mc", "postgres-run", "registry-run"):
+    for name in ("run", "health", "curl", "mc", "postgres-run", "registry-run", "traefik-run"):
         shutil.copy(DOUBLES_DIR / name, double / name)
     (double / "spec").write_text(_spec_file(spec, broken))
     lines = [f"FROM {base}", "COPY double/ /double/"]
@@ -344,6 +348,12 @@ def _context(spec: DoubleSpec, base: str, directory: Path, broken: bool, puid: s
                   "USER 70:70", 'ENTRYPOINT ["/double/postgres-run"]']
     elif spec.kind == "nginx":
         lines += [BUSYBOX_LINKS, 'ENTRYPOINT ["nginx", "-g", "daemon off;"]']
+    elif spec.kind == "traefik":
+        # the in-image health command asks the ping entry point, as the real one does
+        lines += [BUSYBOX_LINKS + " && printf '#!/bin/sh\\nexec wget -q -O /dev/null "
+                  "http://127.0.0.1:8080/ping\\n' > /usr/local/bin/traefik"
+                  " && chmod 755 /usr/local/bin/traefik",
+                  f"USER {spec.user}", 'ENTRYPOINT ["/double/traefik-run"]']
     elif spec.kind == "registry":
         lines += ['ENTRYPOINT ["/double/registry-run"]', 'CMD ["serve", "/etc/zot/config.json"]']
     return "\n".join(lines) + "\n"
