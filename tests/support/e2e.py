@@ -144,6 +144,14 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
             data = workdir / "data"
             data.mkdir(exist_ok=True)
             shutil.chown(data, eng.user, eng.user)  # the engine's root is this user
+            # the keys are that user's too, as when that user runs `invoke certs`: the engine's
+            # containers (its root is that user) copy them
+            certs = subprocess.run([INVOKE, "certs"], cwd=PROJECT_ROOT, capture_output=True,
+                                   text=True, env=environ, stdin=subprocess.DEVNULL, timeout=600)
+            if certs.returncode != 0:
+                raise RuntimeError(f"invoke certs failed: {certs.stdout}{certs.stderr}")
+            subprocess.run(["chown", "-R", f"{eng.user}:{eng.user}", str(workdir / "certs")],
+                           check=True)
         else:
             stack.enter_context(registry.local_registry(
                 cache / "registry", port, netns_path=eng.netns_path,
