@@ -54,7 +54,7 @@ def targets(lab: hosts.Lab, workdir: Path, count: int) -> list[Target]:
                     "DATA_ROOT": str(workdir / f"h{index}" / "data")}
         chosen.append(Target(f"h{index}", Host(
             f"h{index}", host.address, "root", 22, str(lab.key_file), host.docker_socket,
-            False, (STACK,), settings)))
+            False, (STACK,), settings), known_hosts=str(lab.known_hosts)))
     return chosen
 
 

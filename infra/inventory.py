@@ -54,6 +54,7 @@ class Host:
 @dataclass(frozen=True)
 class Inventory:
     hosts: Mapping[str, Host]
+    known_hosts: str = ""  # an OpenSSH known_hosts file for these hosts, besides the user's
 
     def placement(self, stacks: Iterable[str]) -> dict[str, str]:
         """stack -> host name ('' for local) for every stack of the catalogue."""
@@ -80,7 +81,12 @@ def load_inventory(env_dir: Path, stacks: Iterable[str], known_settings: Iterabl
     path = env_dir / INVENTORY_FILE
     if not path.is_file():
         return Inventory({})
-    return parse_inventory(read_yaml(path), str(path), list(stacks), list(known_settings))
+    inventory = parse_inventory(read_yaml(path), str(path), list(stacks), list(known_settings))
+    if inventory.known_hosts:  # relative to the inventory's folder
+        known = Path(os.path.expanduser(inventory.known_hosts))
+        inventory = Inventory(inventory.hosts, str(known if known.is_absolute()
+                                                   else env_dir / known))
+    return inventory
 
 
 def parse_inventory(doc: Any, file: str, stacks: list[str], known_settings: list[str]
@@ -89,10 +95,17 @@ def parse_inventory(doc: Any, file: str, stacks: list[str], known_settings: list
     if not isinstance(doc, dict) or not isinstance(doc.get("hosts", {}), dict):
         raise ConfigError(Problem("expected a mapping 'hosts:' of host name -> settings",
                                   file=file, fix="see the example at the top of the file"))
-    extra = sorted(set(doc) - {"hosts"})
+    extra = sorted(set(doc) - {"hosts", "known_hosts"})
     if extra:
         problems.append(Problem(f"unknown top-level key(s) {extra}", file=file,
-                                fix="only 'hosts:' is allowed at the top level"))
+                                fix="only 'hosts:' and 'known_hosts:' are allowed at the top "
+                                    "level"))
+    known_hosts = doc.get("known_hosts") or ""
+    if not isinstance(known_hosts, str):
+        problems.append(Problem("known_hosts is the path of an OpenSSH known_hosts file",
+                                key="known_hosts", file=file,
+                                fix="known_hosts: known_hosts (relative to this file's folder)"))
+        known_hosts = ""
     hosts: dict[str, Host] = {}
     placed: dict[str, str] = {}
     for name, spec in (doc.get("hosts") or {}).items():
@@ -154,4 +167,4 @@ def parse_inventory(doc: Any, file: str, stacks: list[str], known_settings: list
             stacks=tuple(host_stacks), settings=overrides)
     if problems:
         raise ConfigError(problems)
-    return Inventory(hosts)
+    return Inventory(hosts, known_hosts)

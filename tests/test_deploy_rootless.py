@@ -62,12 +62,13 @@ class RootlessHost:
         return self.user.home / ".stackyard"
 
 
-def _inventory(host: hosts.Host, user: hosts.RootlessUser, key: Path) -> str:
+def _inventory(host: hosts.Host, user: hosts.RootlessUser, key: Path, known_hosts: Path
+               ) -> str:
     entry = {"address": host.address, "user": user.name, "key": str(key),
              "docker_socket": user.socket, "rootless": True, "stacks": STACKS,
              # published on the host's own address: reached below through rootlesskit's ports
              "settings": {"BIND_ADDRESS": host.address}}
-    return yaml.safe_dump({"hosts": {"rl": entry}})
+    return yaml.safe_dump({"hosts": {"rl": entry}, "known_hosts": str(known_hosts)})
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,8 @@ def rootless_host(tmp_path_factory: pytest.TempPathFactory, docker_engine: str
             hosts.rootless_user("sr", [mirror], (workdir / "lab" / "id_ed25519.pub").read_text()
                                 ) as user:
         host = lab.hosts[0]
-        (env_dir / "inventory.yaml").write_text(_inventory(host, user, lab.key_file))
+        (env_dir / "inventory.yaml").write_text(_inventory(host, user, lab.key_file,
+                                                           lab.known_hosts))
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRA_", "DOCKER_"))}
         environ.update({"INFRA_ENV_DIR": str(env_dir), "INFRA_PROFILE": "e2e",
                         "BUILD_DIR": str(workdir / "build"), "CERTS_DIR": str(workdir / "certs"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def _push_doubles(workdir: Path) -> None:
 
 
 def _inventory(lab: hosts.Lab, workdir: Path) -> str:
-    doc = {"hosts": {}}
+    doc: dict = {"hosts": {}, "known_hosts": str(lab.known_hosts)}
     for index, host in enumerate(lab.hosts, start=1):
         name = f"h{index}"
         doc["hosts"][name] = {
@@ -170,6 +171,34 @@ def test_second_deploy_uploads_nothing_and_recreates_nothing(fleet: Fleet) -> No
     assert rows["h1"][1:3] == ["unchanged", "0"] and rows["h2"][1:3] == ["unchanged", "0"], rows
     assert _remote_files(fleet) == files
     assert ids() == before
+
+
+def test_an_unverified_host_gets_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """The inventory's known_hosts does not know h1 (and ~/.ssh/known_hosts is not this
+    machine's): the deploy is refused before anything is sent, with the fingerprint and how to
+    accept it; a fab task too."""
+    env = Path(fleet.environ["INFRA_ENV_DIR"])
+    other = tmp_path / "env"
+    shutil.copytree(env, other)
+    doc = yaml.safe_load((other / "inventory.yaml").read_text())
+    (other / "known_hosts").write_text("")
+    doc["known_hosts"] = "known_hosts"  # relative: beside the inventory
+    (other / "inventory.yaml").write_text(yaml.safe_dump(doc))
+    environ = {**fleet.environ, "INFRA_ENV_DIR": str(other), "HOME": str(tmp_path)}
+    begin = {p: p.stat().st_mtime for p in fleet.deploy_root("h1").rglob("*") if p.is_file()}
+    assert begin  # deployed before: a refused deploy must leave it exactly so
+    deployed = subprocess.run([e2e.INVOKE, "deploy", "--host", "h1"], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, env=environ,
+                              stdin=subprocess.DEVNULL, timeout=300)
+    out = deployed.stdout + deployed.stderr
+    assert deployed.returncode != 0 and "not in a known_hosts file" in out, out
+    assert f"ssh-keyscan -p 22 -t ssh-ed25519 {fleet.host('h1').address} >> " in out, out
+    after = {p: p.stat().st_mtime for p in fleet.deploy_root("h1").rglob("*") if p.is_file()}
+    assert after == begin  # nothing uploaded
+    status = subprocess.run([FAB, "-H", "h1", "status"], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, env=environ, stdin=subprocess.DEVNULL, timeout=300)
+    assert status.returncode == 2, status.stdout + status.stderr
+    assert "not in a known_hosts file" in status.stderr and "Traceback" not in status.stderr
 
 
 def test_dry_deploy_shows_what_would_be_uploaded(fleet: Fleet) -> None:

@@ -97,9 +97,11 @@ def test_deploy_and_fab_connections_send_small_packets_at_once(tmp_path: Path) -
     with network_hosts(1, tmp_path / "lab", prefix="hd", subnet="10.77.44") as lab:
         host = lab.hosts[0]
         deploy_conn = run.connect(Target("h1", Host("h1", host.address, "root", 22,
-                                                    str(lab.key_file), "", False, (), {})))
+                                                    str(lab.key_file), "", False, (), {}),
+                                         known_hosts=str(lab.known_hosts)))
         fab_conn = InventoryCall(Task(lambda c: None), init_kwargs={
             "host": host.address, "user": "root", "connect_timeout": 10,
+            "known_hosts": [str(lab.known_hosts)],
             "connect_kwargs": {"key_filename": str(lab.key_file), "look_for_keys": False,
                                "allow_agent": False}}).make_context(Config())
         for conn in (deploy_conn, fab_conn):
@@ -108,3 +110,47 @@ def test_deploy_and_fab_connections_send_small_packets_at_once(tmp_path: Path) -
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             conn.close()
 
+
+
+def test_a_host_is_verified_before_anything_is_sent(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown host is refused with its fingerprint and how to accept it once; a changed
+    key is refused loudly; a recorded key connects. Nothing runs on a refused host."""
+    from infra.deploy.connection import Connection, HostKeyChanged, UnverifiedHost
+
+    missing = available()
+    require(not missing, f"network namespaces with sshd ({missing})")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts of this machine's
+    with network_hosts(1, tmp_path / "lab", prefix="hk", subnet="10.77.45") as lab:
+        host = lab.hosts[0]
+        kwargs = {"user": "root", "connect_timeout": 10,
+                  "connect_kwargs": {"key_filename": str(lab.key_file), "look_for_keys": False,
+                                     "allow_agent": False}}
+        marker = tmp_path / "ran"  # the hosts share this filesystem
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        with pytest.raises(UnverifiedHost) as unknown:
+            Connection(host.address, known_hosts=[str(empty)], **kwargs).run(
+                f"touch {marker}", hide=True, in_stream=False)
+        listed = subprocess.run(["ssh-keygen", "-lf",
+                                 str(host.directory / "ssh_host_ed25519_key.pub")],
+                                capture_output=True, text=True, check=True).stdout.split()[1]
+        text = str(unknown.value)
+        assert listed in text and f"ssh-keyscan -p 22 -t ssh-ed25519 {host.address}" in text
+        assert unknown.value.exit_code == 2 and not marker.exists()
+
+        other = tmp_path / "other_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                       check=True)
+        changed = tmp_path / "changed_known_hosts"
+        kind, blob = other.with_suffix(".pub").read_text().split()[:2]
+        changed.write_text(f"{host.address} {kind} {blob}\n")
+        with pytest.raises(HostKeyChanged) as swapped:
+            Connection(host.address, known_hosts=[str(changed)], **kwargs).run(
+                f"touch {marker}", hide=True, in_stream=False)
+        assert "REFUSED" in str(swapped.value) and listed in str(swapped.value)
+        assert not marker.exists()
+
+        trusted = Connection(host.address, known_hosts=[str(lab.known_hosts)], **kwargs)
+        assert trusted.run("echo ok", hide=True, in_stream=False).stdout == "ok\n"
+        trusted.close()

@@ -1,5 +1,12 @@
-"""fabric's Connection with Nagle's algorithm off (imported only when connecting: fabric is slow
-to import).
+"""fabric's Connection, verifying the host's key and with Nagle's algorithm off (imported only
+when connecting: fabric is slow to import).
+
+Host keys: fabric accepts any key by default (paramiko's AutoAddPolicy, no known_hosts
+loaded), and a deploy then uploads 0600 secrets and private keys to whoever answers. This
+Connection checks the host's key against the user's ~/.ssh/known_hosts and the inventory's
+own ``known_hosts:`` file: an unknown host is refused with its fingerprint and how to accept it
+once, deliberately; a key that differs from the recorded one is refused loudly. Nothing is
+added to any known_hosts file by this code.
 
 Paramiko leaves TCP_NODELAY unset. With Nagle on, the small packets of opening a session
 channel wait for the peer's delayed ACK (40 ms on Linux): every ``run`` took at least 50 ms,
@@ -9,17 +16,107 @@ With it, a ``run`` on a namespace host takes about 14 ms (bench/ssh_run.py).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import fabric
+import paramiko
+
+from ..errors import ConfigError, InfraError, Problem
+
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+class UnverifiedHost(InfraError):
+    """The host's key is not recorded anywhere we trust: nothing is sent to it."""
+
+    exit_code = 2
+
+
+class HostKeyChanged(InfraError):
+    """The host presented another key than the one recorded for it."""
+
+    exit_code = 2
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint (as `ssh-keygen -lf` prints it)."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class _RefuseUnknown(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    def __init__(self, port: int, files: Sequence[str]):
+        self.port = port
+        self.files = files
+
+    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
+        host = hostname.removeprefix("[").split("]")[0]
+        where = self.files[-1] if self.files else USER_KNOWN_HOSTS
+        raise UnverifiedHost(
+            f"SSH host {known_hosts_name(host, self.port)} is not in a known_hosts file "
+            f"({', '.join(self.files) or USER_KNOWN_HOSTS}); it offered a {key.get_name()} key "
+            f"{fingerprint(key)}. Refused: nothing is sent to a host that is not verified.\n"
+            f"    fix: compare that fingerprint with the host's own (on it: ssh-keygen -lf "
+            f"/etc/ssh/ssh_host_{key.get_name().removeprefix('ssh-')}_key.pub), then record it "
+            f"once: ssh-keyscan -p {self.port} -t {key.get_name()} {host} >> {where}")
 
 
 class Connection(fabric.Connection):  # type: ignore[misc]
+    """``known_hosts``: more known_hosts files (the inventory's), besides the user's."""
+
+    def __init__(self, *args: Any, known_hosts: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.known_hosts_files = verify_host_keys(self.client, known_hosts, int(self.port))
+
     def open(self) -> Any:
-        result = super().open()
+        try:
+            result = super().open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyChanged(
+                f"SSH host {known_hosts_name(self.host, int(self.port))} presented a "
+                f"{exc.key.get_name()} key {fingerprint(exc.key)}, but known_hosts records "
+                f"{fingerprint(exc.expected_key)} for it. REFUSED: this is what a machine in "
+                "the middle looks like.\n"
+                "    fix: if the host was reinstalled or its keys were replaced on purpose, "
+                "check the new fingerprint on the host, remove the old entry (ssh-keygen -R "
+                f"'{known_hosts_name(self.host, int(self.port))}' -f FILE) and record the new "
+                "one") from None
         disable_nagle(self.transport)
         return result
+
+
+def verify_host_keys(client: paramiko.SSHClient, extra: Sequence[str], port: int = 22
+                     ) -> list[str]:
+    """Trust only recorded keys: the user's known_hosts (when present) and ``extra`` (which
+    must exist). Returns the files read."""
+    files = []
+    user_file = os.path.expanduser(USER_KNOWN_HOSTS)
+    if os.path.isfile(user_file):
+        client.load_system_host_keys(user_file)
+        files.append(user_file)
+    for path in extra:
+        if not path:
+            continue
+        try:
+            client.load_system_host_keys(path)
+        except OSError as exc:
+            raise ConfigError(Problem(f"cannot read the known_hosts file {path}: "
+                                      f"{exc.strerror or exc}", key="known_hosts",
+                                      file="env/inventory.yaml",
+                                      fix="create it (ssh-keyscan HOST >> FILE, after "
+                                          "checking the fingerprints) or fix the path")) from None
+        files.append(path)
+    client.set_missing_host_key_policy(_RefuseUnknown(port, files))
+    return files
 
 
 def disable_nagle(transport: Any) -> None:

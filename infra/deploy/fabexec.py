@@ -79,6 +79,9 @@ class InventoryExecutor(Executor):  # type: ignore[misc]
         name = connection_init_kwargs.get("host", "")
         target = resolve_targets(self._get_inventory(), [name])[0]
         run_env: dict[str, str] = {}
+        # every host is verified: the user's known_hosts and the inventory's (connection.py)
+        connection_init_kwargs = {**connection_init_kwargs,
+                                  "known_hosts": target.connection_kwargs()["known_hosts"]}
         if target.in_inventory:
             kwargs = target.connection_kwargs()
             kwargs.pop("connect_timeout", None)

@@ -55,6 +55,10 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return "connection closed by the host"
     text = str(exc).strip() or type(exc).__name__
+    from ..errors import InfraError
+
+    if isinstance(exc, InfraError):  # ours: every line matters (the cause, then its fix)
+        return text
     return text.splitlines()[0][:300] if "\n" in text else text[:300]
 
 

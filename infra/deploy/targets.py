@@ -19,6 +19,7 @@ class Target:
     host: Host
     in_inventory: bool = True
     connect_kwargs: dict[str, Any] = field(default_factory=dict)
+    known_hosts: str = ""  # the inventory's known_hosts file, besides the user's
 
     @property
     def stacks(self) -> tuple[str, ...]:
@@ -28,7 +29,8 @@ class Target:
         """Keyword arguments for ``fabric.Connection`` (host, user, port, key, env)."""
         connect: dict[str, Any] = {**self.host.connect_kwargs(), **self.connect_kwargs}
         return {"host": self.host.address, "user": self.host.user, "port": self.host.port,
-                "connect_timeout": timeout, "connect_kwargs": connect}
+                "connect_timeout": timeout, "connect_kwargs": connect,
+                "known_hosts": [self.known_hosts] if self.known_hosts else []}
 
     def run_env(self) -> dict[str, str]:
         """Environment for every remote command: the host's engine socket (rootless differs)."""
@@ -57,7 +59,8 @@ def resolve_targets(inventory: Inventory, names: Sequence[str], every: bool = Fa
             raise ConfigError(Problem("--all: env/inventory.yaml lists no hosts",
                                       file="env/inventory.yaml",
                                       fix="copy env/inventory.example.yaml and add hosts"))
-        return [Target(h.name, h) for h in inventory.hosts.values()]
+        return [Target(h.name, h, known_hosts=inventory.known_hosts)
+                for h in inventory.hosts.values()]
     if not names:
         raise ConfigError(Problem("no host given", key="--host",
                                   fix="name hosts with --host NAME (repeatable), -H a,b with "
@@ -70,10 +73,10 @@ def resolve_targets(inventory: Inventory, names: Sequence[str], every: bool = Fa
             host = Host(found.name, found.address, user or found.user, port or found.port,
                         found.key, found.docker_socket, found.rootless, found.stacks,
                         found.settings)
-            targets.append(Target(found.name, host))
+            targets.append(Target(found.name, host, known_hosts=inventory.known_hosts))
         else:
             targets.append(Target(raw, Host(raw, address, user or _default_user(), port or 22),
-                                  in_inventory=False))
+                                  in_inventory=False, known_hosts=inventory.known_hosts))
     return targets
 
 

@@ -60,6 +60,7 @@ class Lab:
     bridge: str
     gateway: str
     firewall_rules: list[list[str]] = field(default_factory=list)
+    known_hosts: Path = Path()  # every host's key, as a user records it (an inventory's file)
 
     def connection(self, host: Host, user: str = "root") -> Any:
         from fabric import Connection
@@ -240,7 +241,8 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
     authorized = workdir / "authorized_keys"
     authorized.write_text(key.with_suffix(".pub").read_text())
     bridge = f"{prefix}br"
-    lab = Lab([], key, bridge, f"{subnet}.1")
+    lab = Lab([], key, bridge, f"{subnet}.1", known_hosts=workdir / "known_hosts")
+    lab.known_hosts.write_text("")
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
     try:
         sh("ip", "link", "add", bridge, "type", "bridge")
@@ -271,6 +273,9 @@ def network_hosts(count: int, workdir: Path, prefix: str = "sy", subnet: str = "
                                daemon_config)
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                str(host.directory / "ssh_host_ed25519_key"))
+            public = (host.directory / "ssh_host_ed25519_key.pub").read_text().split()
+            with lab.known_hosts.open("a") as known:
+                known.write(f"{host.address} {public[0]} {public[1]}\n")
             config = host.directory / "sshd_config"
             config.write_text(_sshd_config(host, authorized))
             # nsenter, unshare and sh exec each other: host.sshd's pid is sshd's
