@@ -352,6 +352,10 @@ def alloy_keys(text: str) -> set[str]:
     return keys
 
 
+# nginx blocks whose lines are data (values, patterns), not directives
+DATA_BLOCKS = {"split_clients", "map", "geo", "types", "match"}
+
+
 def nginx_directives(text: str) -> dict[str, str]:
     """Simple directive paths of an nginx configuration (enclosing blocks, then the directive:
     e.g. ``http.server.listen``; blocks themselves are not keys) with the first argument of
@@ -361,7 +365,7 @@ def nginx_directives(text: str) -> dict[str, str]:
     blocks: list[str] = []
     for match in re.finditer(r'((?:"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^;{}"\'])*)([;{}])', bare):
         words, end = match.group(1).split(), match.group(2)
-        if words and end == ";":
+        if words and end == ";" and not DATA_BLOCKS & set(blocks):
             path = ".".join([*blocks, words[0]])
             found.setdefault(path, words[1].strip("\"'") if len(words) > 1 else "")
         if end == "{":
