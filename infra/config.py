@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .envfile import Entry, read_env_file
 from .errors import ConfigError, Problem
-from .secrets import SecretSpec, ensure_secrets
+from .secrets import SecretSpec, ensure_secrets, secret_problem
 from .settings import check_value, parse_bool
 
 PROFILE_ENV_VAR = "INFRA_PROFILE"
@@ -160,6 +160,10 @@ def load_config(
         raise ConfigError(problems)
 
     specs = secret_specs or []
+    found = [p for spec in specs if spec.key in environ
+             and (p := secret_problem(spec, environ[spec.key], f"${spec.key}"))]
+    if found:  # an empty or weak value from the environment never replaces a secret
+        raise ConfigError(found)
     values, generated = ensure_secrets(env_dir / SECRETS_FILE, specs)
     secrets_display = _display(env_dir / SECRETS_FILE, project_root)
     for spec in specs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,13 @@ def parse_env_text(text: str, file: str) -> tuple[list[Entry], list[Problem]]:
         raw = binding.original.string
         line = binding.original.line + (len(raw) - len(raw.lstrip("\n")))
         if binding.error or (binding.key is not None and binding.value is None):
-            shown = raw.strip().splitlines()[0] if raw.strip() else raw
+            # never the line itself: it may hold a secret; its key, when it has a readable one
+            name = raw.strip().split("=", 1)[0].strip() if "=" in raw else ""
+            named = name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else ""
             problems.append(
                 Problem(
-                    f"cannot parse line {shown!r}",
+                    f"cannot parse line {line}" + (f" (of {named})" if named else ""),
+                    key=named,
                     file=file,
                     line=line,
                     fix="write it as KEY=value (quote values with spaces), or start it with # "

@@ -49,6 +49,11 @@ def ensure_secrets(path: Path, specs: list[SecretSpec]) -> tuple[dict[str, str],
         if problems:
             raise ConfigError(problems)
         existing = {entry.key: entry.value for entry in entries}
+        declared = {spec.key: spec for spec in specs}
+        found = [p for e in entries if e.key in declared and e.value
+                 and (p := secret_problem(declared[e.key], e.value, str(path), e.line))]
+        if found:
+            raise ConfigError(found)
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)  # tighten a file someone loosened; the values stay
     missing = [spec for spec in specs if not existing.get(spec.key)]
@@ -62,6 +67,21 @@ def ensure_secrets(path: Path, specs: list[SecretSpec]) -> tuple[dict[str, str],
         atomic_write(path, format_env(merged, SECRETS_HEADER), mode=0o600)
         existing = merged
     return existing, [spec.key for spec in missing]
+
+
+def secret_problem(spec: SecretSpec, value: str, where: str, line: int = 0) -> Problem | None:
+    """Why ``value`` cannot be ``spec``'s secret (empty, too short, or outside its alphabet),
+    naming the key and where it came from, never the value."""
+    alphabet = ALPHABETS.get(spec.alphabet, "")
+    if len(value) >= spec.length and all(ch in alphabet for ch in value):
+        return None
+    why = ("is empty" if not value else
+           f"is shorter than its {spec.length} characters" if len(value) < spec.length else
+           f"has characters outside its alphabet ({spec.alphabet})")
+    return Problem(f"the secret {why}", key=spec.key, file=where, line=line,
+                   fix=f"give it at least {spec.length} characters of [{spec.alphabet}], or "
+                       f"delete it{' from ' + where if where.endswith('.env') else ''} to have "
+                       "one generated (a service that used the old value must be reset too)")
 
 
 def mask(value: str) -> str:

@@ -238,3 +238,43 @@ def test_acme_credentials_never_become_settings(project_root: Path, env_dir: Pat
     assert config.credentials_path("ACME_CREDENTIALS_PATH") == credentials
     assert "very-secret-token" not in repr(config.settings)
     assert "CF_DNS_API_TOKEN" not in config.public and "CF_DNS_API_TOKEN" not in config.secrets
+
+
+# ---------------------------------------------------------------- secrets: never blank, never shown
+
+
+SPEC = SecretSpec("GRAFANA_ADMIN_PASSWORD", 32)
+
+
+def test_an_empty_or_weak_secret_from_the_environment_is_refused(project_root: Path,
+                                                                  env_dir: Path) -> None:
+    """`GRAFANA_ADMIN_PASSWORD= invoke render` once rendered an empty password."""
+    for value, why in (("", "is empty"), ("Pw4x9", "shorter than its 32"),
+                       ("x" * 30 + "'", "shorter than its 32"),
+                       ("a" * 32 + "'quote", "outside its alphabet")):
+        with pytest.raises(ConfigError) as error:
+            load(project_root, env_dir, environ={SPEC.key: value}, specs=[SPEC])
+        text = str(error.value)
+        assert why in text and SPEC.key in text and "$GRAFANA_ADMIN_PASSWORD" in text
+        assert value == "" or value not in text
+    assert not (env_dir / "secrets.env").exists()  # nothing written for a refused input
+    good = "A" * 40
+    config = load(project_root, env_dir, environ={SPEC.key: good}, specs=[SPEC])
+    assert config[SPEC.key] == good
+
+
+def test_a_short_or_malformed_saved_secret_names_file_line_and_key_not_the_value(
+        project_root: Path, env_dir: Path) -> None:
+    secrets = env_dir / "secrets.env"
+    secrets.write_text("GRAFANA_ADMIN_PASSWORD=tooShort9\n")
+    secrets.chmod(0o600)
+    with pytest.raises(ConfigError) as error:
+        load(project_root, env_dir, specs=[SPEC])
+    text = str(error.value)
+    assert "secrets.env:1" in text and SPEC.key in text and "tooShort9" not in text
+    secret = "Zq8" * 12
+    secrets.write_text(f"OK=1\nGRAFANA_ADMIN_PASSWORD 'x{secret}\n")
+    with pytest.raises(ConfigError) as error:
+        load(project_root, env_dir, specs=[SPEC])
+    text = str(error.value)
+    assert "secrets.env:2" in text and secret not in text, text
