@@ -167,6 +167,10 @@ def load_raw(directory: Path) -> dict[str, dict[str, Any]]:
     raw: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.glob("*/stack.yaml")):
         doc = read_yaml(path)
+        if not isinstance(doc, dict) or not isinstance(doc.get("services") or {}, dict):
+            raise ConfigError(Problem("a stack is a mapping (name, network, services: a "
+                                      "mapping of service name -> settings)", file=str(path),
+                                      fix="see stacks/README.md for the format"))
         name = doc.get("name", path.parent.name)
         if name != path.parent.name:
             raise ConfigError(Problem(f"name {name!r} differs from its folder",
@@ -233,7 +237,14 @@ def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> 
     for name, doc in raw.items():
         path = doc["_path"]
         rendered = render({k: v for k, v in doc.items() if k != "_path"}, str(path))
-        stacks[name] = _build_stack(name, rendered, path)
+        try:
+            stacks[name] = _build_stack(name, rendered, path)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            # a value of the wrong shape (a port that is not a number, a list for a mapping)
+            raise ConfigError(Problem(f"a value has the wrong type or is missing "
+                                      f"({type(exc).__name__}: {exc})", key=name,
+                                      file=str(path),
+                                      fix="see stacks/README.md for each key's format")) from None
     catalogue = Catalogue(stacks)
     _check(catalogue)
     return catalogue
@@ -295,11 +306,12 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         credentials_from=_credentials_from(spec.get("credentials_from"), where),
         volumes=tuple(v for v in (_build_volume(v, name, where)
                                   for v in spec.get("volumes") or ()) if v is not None),
-        ports=tuple(Port(int(p["published"]), int(p["target"]), p.get("protocol", "tcp"),
+        ports=tuple(Port(_port_number(p, "published", name, where),
+                         _port_number(p, "target", name, where), p.get("protocol", "tcp"),
                          p.get("bind", "")) for p in spec.get("ports") or ()),
         health=health,
         depends_on=dict(depends),
-        routes=tuple(_build_route(r, name) for r in spec.get("routes") or ()),
+        routes=tuple(_build_route(r, name, where) for r in spec.get("routes") or ()),
         networks=tuple(spec.get("networks") or ()),
         aliases=tuple(str(a) for a in spec.get("aliases") or ()),
         user=str(spec.get("user", "")),
@@ -315,12 +327,24 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
     )
 
 
+def _port_number(spec: Any, key: str, service: str, where: str) -> int:
+    value = str(spec.get(key, "") if isinstance(spec, Mapping) else "").strip()
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(Problem(f"port {key} {value!r} of {service} is not a TCP/UDP port",
+                                  key=f"{service}.ports", file=where,
+                                  fix="a number from 1 to 65535 (or a *_PORT setting)"))
+    return int(value)
+
+
 def as_flag(value: Any) -> bool:
     """Jinja filter: a true/false setting as a boolean (``{{ ACME_ENABLED | flag }}``)."""
     return str(value).strip().lower() in {"true", "yes", "on", "1"}
 
 
-def _build_route(spec: Mapping[str, Any], service: str) -> Route:
+def _build_route(spec: Mapping[str, Any], service: str, where: str = "") -> Route:
+    if not isinstance(spec, Mapping) or not str(spec.get("host") or "").strip():
+        raise ConfigError(Problem(f"a route of {service} has no host", file=where,
+                                  key=f"{service}.routes", fix="give it host: <name>.{{ DOMAIN }}"))
     methods = spec.get("methods") or ()
     return Route(host=str(spec["host"]), port=int(spec.get("port", 0)),
                  auth=spec.get("auth", ""), reason=spec.get("reason", ""),

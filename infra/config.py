@@ -112,8 +112,8 @@ def read_credentials(path: Path, key: str, display: str) -> tuple[dict[str, str]
 
 def available_profiles(env_dir: Path) -> list[str]:
     return sorted(
-        p.stem for p in env_dir.glob("*.env")
-        if p.stem not in RESERVED_PROFILES and not p.name.endswith(".local.env")
+        p.stem for p in env_dir.glob("*.env") if p.is_file()
+        and p.stem not in RESERVED_PROFILES and not p.name.endswith(".local.env")
     )
 
 

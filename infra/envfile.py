@@ -63,7 +63,22 @@ def parse_env_text(text: str, file: str) -> tuple[list[Entry], list[Problem]]:
 
 
 def read_env_file(path: Path, display_name: str | None = None) -> tuple[list[Entry], list[Problem]]:
-    return parse_env_text(path.read_text(encoding="utf-8"), display_name or str(path))
+    """The file's entries and problems; a file that cannot be read (missing, a directory,
+    unreadable, not UTF-8) is one problem, never an exception."""
+    shown = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        return [], [Problem(f"is not UTF-8 text (byte {exc.start + 1})", file=shown, line=line,
+                            fix="save it as UTF-8 (KEY=value lines)")]
+    except IsADirectoryError:
+        return [], [Problem("is a directory, not a KEY=value file", file=shown,
+                            fix="remove the directory or point the setting at a file")]
+    except OSError as exc:
+        return [], [Problem(f"cannot be read: {exc.strerror or exc}", file=shown,
+                            fix="check that it exists and that you may read it")]
+    return parse_env_text(text, shown)
 
 
 def format_env(values: dict[str, str], header: str = "") -> str:

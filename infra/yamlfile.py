@@ -15,7 +15,15 @@ def read_yaml(path: Path) -> Any:
     # libyaml's parser when PyYAML was built with it: several times faster on every task start
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(Problem(f"is not UTF-8 text (byte {exc.start + 1})", file=str(path),
+                                  fix="save it as UTF-8")) from None
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot be read: {exc.strerror or exc}", file=str(path),
+                                  fix="check that it is a file you may read")) from None
+    try:
+        return yaml.load(text, Loader=loader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(Problem(f"invalid YAML: {getattr(exc, 'problem', exc)}",

@@ -21,6 +21,31 @@ if TYPE_CHECKING:
 PROFILE_HELP = "configuration profile: env/<PROFILE>.env over env/defaults.env ($INFRA_PROFILE)"
 
 
+def _typed_option_errors_exit_2() -> None:
+    """invoke casts an option to its default's type (``--tail 20``) and lets the ValueError of
+    ``--tail abc`` escape as a traceback: make it our input error (message, exit 2)."""
+    from invoke.parser.argument import Argument
+
+    if getattr(Argument.set_value, "_stackyard", False):
+        return
+    original = Argument.set_value
+
+    def set_value(self: Any, value: Any, cast: bool = True) -> None:
+        try:
+            original(self, value, cast)
+        except (TypeError, ValueError):
+            kind = {"int": "whole number", "float": "number"}.get(
+                getattr(self.kind, "__name__", ""), str(self.kind))
+            raise Exit(f"error: --{self.name.replace('_', '-')}: {value!r} is not a {kind} "
+                       f"(see invoke --help for the option)", code=2) from None
+
+    set_value._stackyard = True  # type: ignore[attr-defined]
+    Argument.set_value = set_value  # type: ignore[method-assign]
+
+
+_typed_option_errors_exit_2()
+
+
 def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     """``@task`` whose user-facing errors exit non-zero with the message, not a traceback.
 

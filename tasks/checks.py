@@ -14,6 +14,7 @@ from ._common import console, infra_task, load
 })
 def check(c, stack=None, routes=True, timeout=20, profile=""):
     """Check every service's health and every route's answer; exit non-zero on any failure."""
+    from rich.markup import escape
     from rich.table import Table
 
     from infra import checks
@@ -49,7 +50,7 @@ def check(c, stack=None, routes=True, timeout=20, profile=""):
         table.add_column(column)
     for result in results:
         mark = "[green]ok[/green]" if result.ok else "[red]FAIL[/red]"
-        table.add_row(result.stack, result.subject, mark, result.detail)
+        table.add_row(escape(result.stack), escape(result.subject), mark, escape(result.detail))
     console().print(table)
     failed = [r for r in results if not r.ok]
     if failed:

@@ -10,6 +10,7 @@ from ._common import console, infra_task, load
 @infra_task(default=True, help={"reveal_origin": "also show the file:line each value came from"})
 def show(c, profile="", reveal_origin=False):
     """Print the effective configuration, the source of each value, secrets masked."""
+    from rich.markup import escape
     from rich.table import Table
 
     from infra.secrets import mask
@@ -27,7 +28,7 @@ def show(c, profile="", reveal_origin=False):
         row = [setting.key, value, setting.source]
         if reveal_origin:
             row.append(setting.origin)
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # values are text, never markup
     console().print(table)
 
 

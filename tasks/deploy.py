@@ -69,6 +69,7 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, profile=""
 
 
 def _print_summary(results: list[Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from infra.deploy import summary
@@ -83,7 +84,8 @@ def _print_summary(results: list[Any]) -> None:
     colours = {summary.OK: "green", summary.UNCHANGED: "green", summary.FAILED: "red"}
     for row, result in zip(summary.rows(results), results, strict=True):
         colour = colours.get(result.result, "yellow")
-        table.add_row(row[0], row[1], f"[{colour}]{row[2]}[/{colour}]", *row[3:])
+        table.add_row(*(escape(c) for c in row[:2]), f"[{colour}]{escape(row[2])}[/{colour}]",
+                      *(escape(c) for c in row[3:]))
     out.print(table)
 
 

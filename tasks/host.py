@@ -136,6 +136,7 @@ def prepare(c, source="docker", user="", dry=False, profile=""):
 @infra_task(help={"user": USER_HELP, "socket": "engine socket (default: DOCKER_SOCKET)"})
 def status(c, user="", socket="", profile=""):
     """Docker versions, rootless or not, socket, daemon.json, subuids, cgroups, linger."""
+    from rich.markup import escape
     from rich.table import Table
 
     from infra.host.status import gather_rows
@@ -146,7 +147,7 @@ def status(c, user="", socket="", profile=""):
     table.add_column("value")
     for item, value in gather_rows(c, socket or config["DOCKER_SOCKET"],
                                    user or config.get("ROOTLESS_USER")):
-        table.add_row(item, value)
+        table.add_row(escape(item), escape(value))
     console().print(table)
 
 

@@ -176,6 +176,7 @@ class _live:
 
 
 def _print_urls(project: Project, names: list[str], statuses: dict[str, str]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from infra.bringup import report
@@ -188,8 +189,8 @@ def _print_urls(project: Project, names: list[str], statuses: dict[str, str]) ->
         for service, route in project.catalogue[name].routes:
             status = statuses.get(name, "")
             colour = "green" if status in ("healthy", "unchanged") else "red"
-            table.add_row(name, service.name, report.route_url(route.host, https),
-                          f"[{colour}]{status}[/{colour}]")
+            table.add_row(name, service.name, escape(report.route_url(route.host, https)),
+                          f"[{colour}]{escape(status)}[/{colour}]")
     if table.row_count:
         console().print(table)
 
@@ -320,6 +321,7 @@ def pull(c, stack=None, profile=""):
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP})
 def status(c, stack=None, profile=""):
     """A table of every service: stack, state, health, ports, URL."""
+    from rich.markup import escape
     from rich.table import Table
 
     from infra.bringup import facts, report
@@ -333,8 +335,8 @@ def status(c, stack=None, profile=""):
     for row in report.status_rows(project.catalogue, names, containers,
                                   project.config.get("TRAEFIK_HTTPS_PORT", "443")):
         colour = "green" if row.state == "running" or row.state.startswith("done (0") else "red"
-        table.add_row(row.stack, row.service, f"[{colour}]{row.state}[/{colour}]", row.health,
-                      row.ports, row.url)
+        table.add_row(row.stack, row.service, f"[{colour}]{escape(row.state)}[/{colour}]",
+                      escape(row.health), escape(row.ports), escape(row.url))
     console().print(table)
 
 

@@ -46,6 +46,7 @@ def plan(c: Any, format: str = "table", profile: str = "") -> None:
         return
     if format != "table":
         raise Exit(f"error: unknown format {format!r}; use table or mermaid", code=2)
+    from rich.markup import escape
     from rich.table import Table
 
     catalogue, config = project.catalogue, project.config
@@ -64,7 +65,7 @@ def plan(c: Any, format: str = "table", profile: str = "") -> None:
         for header in headers:
             table.add_column(header)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(str(cell)) for cell in row))
         out.print(table)
 
 

@@ -1,0 +1,104 @@
+"""Broken or hostile input ends with a message naming where, and exit 2: never a traceback.
+
+Issue 14's classes, as far as they are closed: tracebacks on unreadable input, rich markup in
+values, catalogue documents of the wrong shape, options of the wrong type.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra import catalogue as cat
+from infra.config import load_config
+from infra.errors import ConfigError
+from tests.conftest import require
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(env_dir: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRA_")}
+    env.update({"INFRA_ENV_DIR": str(env_dir), "BUILD_DIR": str(env_dir.parent / "build"),
+                **environ})
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def env_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "env"
+    target.mkdir()
+    shutil.copy(ROOT / "env" / "defaults.env", target / "defaults.env")
+    return target
+
+
+@pytest.mark.parametrize("case", ["not-utf8", "directory"])
+def test_an_unreadable_profile_is_an_input_error(env_dir: Path, case: str) -> None:
+    profile = env_dir / "bad.env"
+    if case == "directory":
+        profile.mkdir()
+    else:
+        profile.write_bytes(b"DOMAIN=example.org\nTZ=\xff\xfe\n")
+    result = invoke(env_dir, "config.check", "--profile", "bad")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "bad.env" in result.stderr
+    assert ("not UTF-8" if case == "not-utf8" else "has no file") in result.stderr
+
+
+def test_a_secrets_file_that_is_a_directory_is_an_input_error(env_dir: Path) -> None:
+    (env_dir / "secrets.env").mkdir()
+    result = invoke(env_dir, "render")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "secrets.env" in result.stderr and "is a directory" in result.stderr
+
+
+def test_rich_markup_in_a_value_is_shown_as_text(env_dir: Path) -> None:
+    result = invoke(env_dir, "config", CA_NAME="[/bold]", COLUMNS="200")
+    assert result.returncode == 0, result.stderr
+    assert "[/bold]" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_an_option_of_the_wrong_type_is_an_input_error(env_dir: Path) -> None:
+    result = invoke(env_dir, "logs", "--tail", "abc")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--tail: 'abc' is not a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _catalogue(tmp_path: Path, stack: object) -> Path:
+    stacks = tmp_path / "stacks" / "odd"
+    stacks.mkdir(parents=True)
+    (stacks / "stack.yaml").write_text(yaml.safe_dump(stack))
+    return stacks.parent
+
+
+@pytest.mark.parametrize("stack, said", [
+    (["a", "list"], "a stack is a mapping"),
+    ({"name": "odd", "services": ["web"]}, "a stack is a mapping"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "routes": [{"port": 80}]}}},
+     "has no host"),
+    ({"name": "odd", "services": {"web": {"image": "x:1",
+                                          "ports": [{"published": "eighty", "target": 80}]}}},
+     "'eighty' of web is not a TCP/UDP port"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "health": "curl"}}},
+     "wrong type"),
+])
+def test_a_stack_of_the_wrong_shape_names_its_file(tmp_path: Path, stack: object,
+                                                   said: str) -> None:
+    directory = _catalogue(tmp_path, stack)
+    with pytest.raises(ConfigError) as error:
+        cat.resolve(cat.load_raw(directory), {})
+    assert said in str(error.value) and "stacks/odd/stack.yaml" in str(error.value)
+
+
+def test_the_whole_catalogue_still_loads(tmp_path: Path) -> None:
+    require((ROOT / "stacks").is_dir(), "the project's stacks/")
+    config = load_config(ROOT, None, {}, env_dir=ROOT / "env")
+    assert len(cat.resolve(cat.load_raw(ROOT / "stacks"), config.public).stacks) == 6
