@@ -210,6 +210,13 @@ def _validate(merged: dict[str, Setting], defaults: dict[str, Entry]) -> list[Pr
     for key, setting in merged.items():
         file, line = _split_origin(setting.origin)
         value = setting.value.strip()
+        if value != setting.value or not setting.value.isprintable():
+            # checked and used must be the same text: a trailing newline in DOMAIN would land
+            # inside a Host() rule, one in a tenant would add a line to Alloy's config
+            problems.append(Problem("has spaces around it or a control character (a newline, "
+                                    "a tab)", key=key, file=file, line=line,
+                                    fix="write the value alone, on one line"))
+            continue
         if not value:
             if defaults[key].value:  # an empty default marks an optional key
                 problems.append(Problem("is required but empty", key=key, file=file, line=line,

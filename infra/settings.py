@@ -29,6 +29,14 @@ KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
     (lambda k: k == "UMASK", "umask"),
     (lambda k: k == "TZ", "timezone"),
     (lambda k: k.endswith("_COUNTRY"), "country"),
+    (lambda k: k.endswith("_URL") or k == "ACME_CA_SERVER", "url"),
+    (lambda k: k.endswith("_USER") or k == "MIMIR_TENANT", "name"),
+    (lambda k: k == "DEPLOY_HOST", "name"),
+    (lambda k: k.endswith(("_MAX_FILES", "_KEY_SIZE", "_DAYS")), "count"),
+    (lambda k: k.endswith(("_MAX_SIZE", "_KEEP_STORAGE")), "size"),
+    (lambda k: k.endswith("_EXPIRY"), "hours"),
+    (lambda k: k == "CA_KEY_ALGO", "keyalgo"),
+    (lambda k: k == "ACME_DNS_PROVIDER", "provider"),
 ]
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
@@ -185,7 +193,65 @@ def _country(value: str) -> tuple[str, str] | None:
     return f"{value!r} is not a country code", "use two capital letters, e.g. US or DE"
 
 
+def _url(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?", value):
+        return None
+    return f"{value!r} is not an http(s) URL", "use e.g. https://host:port/path"
+
+
+def _name(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", value):
+        return None
+    return (f"{value!r} is not a plain name",
+            "use letters, digits and _ . @ - (it lands in configs, headers and URLs unquoted)")
+
+
+def _count(value: str) -> tuple[str, str] | None:
+    if value.isdigit() and 0 < int(value) < 1_000_000:
+        return None
+    return f"{value!r} is not a positive whole number", "use e.g. 3"
+
+
+def _size(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"[0-9]+([kKmMgGtT][bB]?|[bB])?", value):
+        return None
+    return f"{value!r} is not a size", "use a number with a unit, e.g. 10m or 20GB"
+
+
+def _hours(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"[1-9][0-9]*h", value):
+        return None
+    return f"{value!r} is not a number of hours", "use e.g. 8760h (one year)"
+
+
+def _keyalgo(value: str) -> tuple[str, str] | None:
+    if value in ("ecdsa", "rsa"):
+        return None
+    return f"{value!r} is not a key algorithm cfssl makes", "use ecdsa or rsa"
+
+
+def _provider(value: str) -> tuple[str, str] | None:
+    if re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,63}", value):
+        return None
+    return f"{value!r} is not a lego DNS provider name", "use e.g. cloudflare or route53"
+
+
+def _text(value: str) -> tuple[str, str] | None:
+    if value.isprintable() and not any(ch in value for ch in "\"`$"):
+        return None
+    return (f"{value!r} contains a control character, a quote, a backslash or a $",
+            "use plain printable text")
+
+
 _CHECKERS: dict[str, Callable[[str], tuple[str, str] | None]] = {
+    "url": _url,
+    "name": _name,
+    "count": _count,
+    "size": _size,
+    "hours": _hours,
+    "keyalgo": _keyalgo,
+    "provider": _provider,
+    "text": _text,
     "domain": _domain,
     "email": _email,
     "image": _image,

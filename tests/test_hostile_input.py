@@ -102,3 +102,31 @@ def test_the_whole_catalogue_still_loads(tmp_path: Path) -> None:
     require((ROOT / "stacks").is_dir(), "the project's stacks/")
     config = load_config(ROOT, None, {}, env_dir=ROOT / "env")
     assert len(cat.resolve(cat.load_raw(ROOT / "stacks"), config.public).stacks) == 6
+
+
+# ---------------------------------------------------------------- injection into rendered files
+
+
+def test_every_setting_has_a_type_with_a_check() -> None:
+    from infra.envfile import read_env_file
+    from infra.settings import _CHECKERS, kind_of
+
+    entries, _ = read_env_file(ROOT / "env" / "defaults.env")
+    assert {e.key: kind_of(e.key) for e in entries if kind_of(e.key) not in _CHECKERS} == {}
+
+
+@pytest.mark.parametrize("key, value", [
+    ("MIMIR_TENANT", '1"\n}\nprometheus.exporter.self "x" {'),  # an Alloy component
+    ("MIMIR_TENANT", "1\n"),
+    ("DOMAIN", "example.org\n"),  # checked stripped, used raw: inside a Host() rule
+    ("DOMAIN", " example.org"),
+    ("GRAFANA_ADMIN_USER", "admin\nGF_AUTH_DISABLE_LOGIN_FORM=true"),
+    ("CA_NAME", "Stack\tyard"),
+    ("DOCKER_LOG_MAX_FILES", "abc"),
+    ("ACME_CA_SERVER", "https://x/ \"y"),
+])
+def test_a_value_that_would_change_a_rendered_file_is_refused(
+        env_dir: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT, None, {key: value}, env_dir=env_dir)
+    assert key in str(error.value)

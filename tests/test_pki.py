@@ -25,9 +25,9 @@ def make_config(project_root: Path, env_dir: Path, **overrides: str):
 
 
 def test_key_algorithm_and_size_are_validated_with_a_fix(project_root, env_dir):
-    config = make_config(project_root, env_dir, CA_KEY_ALGO="dsa")
+    # the configuration's one validation refuses them first (config.check says the same)
     with pytest.raises(ConfigError) as err:
-        pki.pki_spec(config)
+        make_config(project_root, env_dir, CA_KEY_ALGO="dsa")
     assert "CA_KEY_ALGO" in str(err.value) and "ecdsa or rsa" in str(err.value)
 
     config = make_config(project_root, env_dir, CA_KEY_ALGO="rsa", CA_KEY_SIZE="256")
@@ -35,9 +35,8 @@ def test_key_algorithm_and_size_are_validated_with_a_fix(project_root, env_dir):
         pki.pki_spec(config)
     assert "CA_KEY_SIZE" in str(err.value) and "2048, 4096" in str(err.value)
 
-    config = make_config(project_root, env_dir, CERT_EXPIRY="1 year", CERT_RENEW_DAYS="soon")
     with pytest.raises(ConfigError) as err:
-        pki.pki_spec(config)
+        make_config(project_root, env_dir, CERT_EXPIRY="1 year", CERT_RENEW_DAYS="soon")
     assert len(err.value.problems) == 2  # every problem at once, not just the first
 
 
@@ -85,10 +84,13 @@ def test_rendered_json_follows_configuration(project_root, env_dir, tmp_path):
     assert {"server auth", "client auth"} <= set(profiles["peer"]["usages"])
 
 
-def test_names_with_quotes_stay_valid_json(project_root, env_dir):
-    config = make_config(project_root, env_dir, CA_NAME='Bob "The" CA')
+def test_names_stay_valid_json_and_quotes_are_refused(project_root, env_dir):
+    config = make_config(project_root, env_dir, CA_NAME="Bob & Co <The> CA")
     rendered = pki.render_cfssl_files(config, pki.pki_spec(config))
-    assert json.loads(rendered["ca.json"])["CN"] == 'Bob "The" CA Root CA'
+    assert json.loads(rendered["ca.json"])["CN"] == "Bob & Co <The> CA Root CA"
+    with pytest.raises(ConfigError) as err:  # a quote is refused before any file is rendered
+        make_config(project_root, env_dir, CA_NAME='Bob "The" CA')
+    assert "CA_NAME" in str(err.value) and "quote" in str(err.value)
 
 
 def test_cert_paths_and_registry_tls(project_root, env_dir, tmp_path):
