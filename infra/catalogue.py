@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ConfigError, Problem
@@ -171,6 +171,10 @@ def load_raw(directory: Path) -> dict[str, dict[str, Any]]:
             raise ConfigError(Problem("a stack is a mapping (name, network, services: a "
                                       "mapping of service name -> settings)", file=str(path),
                                       fix="see stacks/README.md for the format"))
+        unknown = unknown_keys(doc)
+        if unknown:
+            raise ConfigError([Problem(f"unknown key {key!r}", key=where, file=str(path), fix=fix)
+                               for where, key, fix in unknown])
         name = doc.get("name", path.parent.name)
         if name != path.parent.name:
             raise ConfigError(Problem(f"name {name!r} differs from its folder",
@@ -178,6 +182,49 @@ def load_raw(directory: Path) -> dict[str, dict[str, Any]]:
         doc["_path"] = path
         raw[name] = doc
     return raw
+
+
+# Every key the format knows (stacks/README.md): anything else is a typo, not ignored.
+STACK_KEYS = ("name", "title", "description", "network", "depends_on", "ingress", "secrets",
+              "services")
+SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", "secret_env",
+                "credentials_from", "volumes", "ports", "health", "depends_on", "routes",
+                "networks", "aliases", "user", "oneshot", "cap_add", "read_only", "tmpfs",
+                "ingress", "memory", "cpus", "pids", "compose")
+PART_KEYS = {
+    "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
+    "ports": ("published", "target", "protocol", "bind"),
+    "routes": ("host", "port", "auth", "reason", "title", "path", "methods", "service",
+               "scheme", "name"),
+}
+HEALTH_KEYS = ("command", "http", "tls", "interval", "retries", "start_period")
+
+
+def unknown_keys(doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(where, key, fix) for every key of a stack document the format does not know."""
+    import difflib
+
+    found: list[tuple[str, str, str]] = []
+
+    def check(node: Any, known: tuple[str, ...], where: str) -> None:
+        if not isinstance(node, Mapping):
+            return
+        for key in node:
+            if key not in known and not str(key).startswith("_"):
+                close = difflib.get_close_matches(str(key), known, n=1)
+                found.append((where, str(key), (f"did you mean {close[0]}? " if close else "")
+                              + f"allowed: {', '.join(known)}"))
+
+    check(doc, STACK_KEYS, "stack")
+    for name, service in (doc.get("services") or {}).items():
+        check(service, SERVICE_KEYS, f"services.{name}")
+        if not isinstance(service, Mapping):
+            continue
+        for part, known in PART_KEYS.items():
+            for index, item in enumerate(service.get(part) or ()):
+                check(item, known, f"services.{name}.{part}[{index}]")
+        check(service.get("health"), HEALTH_KEYS, f"services.{name}.health")
+    return found
 
 
 def secret_specs(raw: Mapping[str, Mapping[str, Any]]) -> list[SecretSpec]:
@@ -399,6 +446,13 @@ def _check(catalogue: Catalogue) -> None:
                                             key=f"{stack.name}.{service.name}", file=where,
                                             fix=f"use one of {sorted(names)}"))
             for volume in service.volumes:
+                parts = PurePosixPath(volume.source).parts
+                if volume.kind == "data" and (not parts or parts[0] == "/" or ".." in parts):
+                    problems.append(Problem(
+                        f"data volume {volume.source!r} is not a folder inside DATA_ROOT "
+                        "(its owner and mode would be changed wherever it points)",
+                        key=f"{stack.name}.{service.name}", file=where,
+                        fix="use a relative path without '..' (kind: host for a host path)"))
                 if volume.kind == "key" and volume.owner is None:
                     problems.append(Problem(
                         f"key {volume.source} has no owner", key=f"{stack.name}.{service.name}",
@@ -424,9 +478,29 @@ def _check(catalogue: Catalogue) -> None:
                     problems.append(Problem(f"public route {route.host} gives no reason",
                                             key=f"{stack.name}.{service.name}", file=where,
                                             fix="add reason: why it may bypass SSO"))
+    problems += _port_clashes(catalogue)
     if problems:
         raise ConfigError(problems)
     stack_layers(catalogue, catalogue.names())  # raises on a cycle
+
+
+def _port_clashes(catalogue: Catalogue) -> list[Problem]:
+    """Two services publishing one host port (the second would fail to start, late)."""
+    problems: list[Problem] = []
+    taken: dict[tuple[int, str], list[tuple[str, str]]] = {}
+    for stack in catalogue.stacks.values():
+        for service in stack.services:
+            for port in service.ports:
+                owners = taken.setdefault((port.published, port.protocol), [])
+                for other, bind in owners:
+                    if bind == port.bind or "0.0.0.0" in (bind, port.bind):
+                        problems.append(Problem(
+                            f"publishes host port {port.published}/{port.protocol}, which "
+                            f"{other} publishes too", key=f"{stack.name}.{service.name}",
+                            file=str(stack.directory / "stack.yaml"),
+                            fix="give one of them another port (its *_PORT setting)"))
+                owners.append((f"{stack.name}.{service.name}", port.bind))
+    return problems
 
 
 # ---------------------------------------------------------------- derivations

@@ -150,7 +150,23 @@ def parse_inventory(doc: Any, file: str, stacks: list[str], known_settings: list
                                         key=where, file=file,
                                         fix="place each stack on one host"))
             placed.setdefault(stack, str(name))
-        overrides = {str(k): str(v) for k, v in (spec.get("settings") or {}).items()}
+        raw_settings = spec.get("settings") or {}
+        if not isinstance(raw_settings, dict):
+            problems.append(Problem("settings is a mapping of KEY: value", key=where, file=file,
+                                    fix="e.g. settings: {DATA_ROOT: /srv/data}"))
+            raw_settings = {}
+        for key, value in raw_settings.items():
+            if value is None or isinstance(value, dict | list):
+                problems.append(Problem(f"setting {key} has no single value", key=where,
+                                        file=file, fix=f'write {key}: "value" (quote it)'))
+        overrides = {str(k): (str(v).lower() if isinstance(v, bool) else str(v))
+                     for k, v in raw_settings.items()
+                     if v is not None and not isinstance(v, dict | list)}
+        rootless = spec.get("rootless", False)
+        if not isinstance(rootless, bool):  # "false" would read as true
+            problems.append(Problem(f"rootless {rootless!r} is not true or false", key=where,
+                                    file=file, fix="write rootless: true or rootless: false"))
+            rootless = False
         for key, value in overrides.items():
             if key not in known_settings:
                 close = difflib.get_close_matches(key, known_settings, n=1)
@@ -163,7 +179,7 @@ def parse_inventory(doc: Any, file: str, stacks: list[str], known_settings: list
         hosts[str(name)] = Host(
             name=str(name), address=address, user=str(spec.get("user", "root")),
             port=int(port) if port.isdigit() else 22, key=str(spec.get("key", "")),
-            docker_socket=socket, rootless=bool(spec.get("rootless", False)),
+            docker_socket=socket, rootless=rootless,
             stacks=tuple(host_stacks), settings=overrides)
     if problems:
         raise ConfigError(problems)

@@ -130,3 +130,60 @@ def test_a_value_that_would_change_a_rendered_file_is_refused(
     with pytest.raises(ConfigError) as error:
         load_config(ROOT, None, {key: value}, env_dir=env_dir)
     assert key in str(error.value)
+
+
+# ---------------------------------------------------------------- silently wrong readings
+
+
+@pytest.mark.parametrize("stack, said", [
+    ({"name": "odd", "services": {"web": {"image": "x:1", "portz": []}}},
+     "unknown key 'portz'"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "volumes": [
+        {"source": "d", "target": "/d", "ownr": "1:1"}]}}}, "did you mean owner?"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "volumes": [
+        {"source": "../../../etc", "target": "/etc", "owner": "0:0", "mode": "0777"}]}}},
+     "not a folder inside DATA_ROOT"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "volumes": [
+        {"source": "/etc", "target": "/etc", "owner": "0:0"}]}}},
+     "not a folder inside DATA_ROOT"),
+    ({"name": "odd", "services": {
+        "a": {"image": "x:1", "ports": [{"published": 8080, "target": 80}]},
+        "b": {"image": "x:1", "ports": [{"published": 8080, "target": 81}]}}},
+     "which odd.a publishes too"),
+])
+def test_what_would_be_read_wrong_is_an_error(tmp_path: Path, stack: object, said: str) -> None:
+    directory = _catalogue(tmp_path, stack)
+    with pytest.raises(ConfigError) as error:
+        cat.resolve(cat.load_raw(directory), {})
+    assert said in str(error.value) and "stacks/odd/stack.yaml" in str(error.value)
+
+
+def test_a_key_given_twice_in_yaml_is_an_error(tmp_path: Path) -> None:
+    stacks = tmp_path / "stacks" / "odd"
+    stacks.mkdir(parents=True)
+    (stacks / "stack.yaml").write_text("name: odd\nservices:\n  web:\n    image: x:1\n"
+                                       "    image: y:2\n")
+    with pytest.raises(ConfigError) as error:
+        cat.load_raw(stacks.parent)
+    assert "'image' is given twice (first on line 4)" in str(error.value)
+    assert "stack.yaml:5" in str(error.value)
+
+
+@pytest.mark.parametrize("entry, said", [
+    ({"address": "10.0.0.2", "rootless": "false"}, "rootless 'false' is not true or false"),
+    ({"address": "10.0.0.2", "settings": {"DATA_ROOT": None}}, "DATA_ROOT has no single value"),
+])
+def test_an_inventory_value_of_the_wrong_kind_is_an_error(entry: dict, said: str) -> None:
+    from infra.inventory import parse_inventory
+
+    with pytest.raises(ConfigError) as error:
+        parse_inventory({"hosts": {"h1": entry}}, "inventory.yaml", [], ["DATA_ROOT"])
+    assert said in str(error.value)
+
+
+def test_a_stack_secret_cannot_shadow_a_setting(env_dir: Path) -> None:
+    from infra.secrets import SecretSpec
+
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT, None, {}, [SecretSpec("DOMAIN", 32)], env_dir=env_dir)
+    assert "DOMAIN" in str(error.value) and "also a setting" in str(error.value)
