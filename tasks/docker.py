@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoke import Collection
+from invoke import Collection, Exit
 
 from ._common import infra_task, load
 from .host import DRY_HELP, USER_HELP, apply, rootless_user, say
@@ -26,6 +26,9 @@ def daemon_json(c, dry=False, path="", restart_command="", user="", profile=""):
     from infra.host.remote import as_user, is_root, out
 
     config = load(profile).config
+    if path and (not path.startswith("/") or not path.isprintable()):
+        raise Exit(f"error: --path {path!r} is not an absolute path\n    fix: give the "
+                   "daemon.json's full path, e.g. /etc/docker/daemon.json", code=2)
     rootless_mode = config.flag("ROOTLESS")
     current = out(c, "id -un")
     root = is_root(c)

@@ -187,3 +187,30 @@ def test_a_stack_secret_cannot_shadow_a_setting(env_dir: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(ROOT, None, {}, [SecretSpec("DOMAIN", 32)], env_dir=env_dir)
     assert "DOMAIN" in str(error.value) and "also a setting" in str(error.value)
+
+
+# ---------------------------------------------------------------- host commands
+
+
+def test_a_hostile_daemon_json_path_stays_a_path(tmp_path: Path) -> None:
+    """The backup copy once ran `cp -p PATH ...` unquoted: a `;` in --path ran a command."""
+    from infra.host import daemon_json as dj
+    from infra.host.actions import Run
+
+    marker = tmp_path / "pwned"
+    path = str(tmp_path / "daemon.json; touch pwned")  # run in tmp_path: would make marker
+    Path(path).write_text('{"debug": true}\n')
+    facts = dj.DaemonJsonFacts(path, '{"debug": true}\n')
+    plan, _ = dj.plan_daemon_json(facts, {"log-level": "warn"}, "x", None, sudo=False)
+    copies = [s for action in plan.actions for s in action.steps
+              if isinstance(s, Run) and s.command.startswith("cp ")]
+    assert copies
+    for run in copies:
+        subprocess.run(["sh", "-c", run.command], check=True, cwd=tmp_path)
+    assert not marker.exists() and Path(f"{path}.bak-x").read_text() == '{"debug": true}\n'
+
+
+def test_daemon_json_path_must_be_absolute(env_dir: Path) -> None:
+    result = invoke(env_dir, "docker.daemon-json", "--dry", "--path", "x;id")
+    assert result.returncode == 2 and "is not an absolute path" in result.stderr
+    assert "Traceback" not in result.stderr

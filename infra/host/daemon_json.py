@@ -223,7 +223,7 @@ def plan_daemon_json(facts: DaemonJsonFacts, desired: Mapping[str, Any], stamp: 
     json.loads(new_text)  # never write what the daemon could not read
     steps: list[Run | Write] = list(prepare or [])
     if facts.text is not None:
-        steps.append(Run(f"cp -p {facts.path} {facts.path}.bak-{stamp}", sudo))
+        steps.append(Run(shlex.join(["cp", "-p", facts.path, f"{facts.path}.bak-{stamp}"]), sudo))
     steps.append(Write(facts.path, new_text, 0o644, sudo=sudo, owner=owner))
     changed = sorted(k for k in merged if merged.get(k) != existing.get(k))
     plan.add(f"merge {', '.join(changed)} into {facts.path}"

@@ -44,7 +44,7 @@ def read_text(c: Any, path: str) -> str | None:
     if result.exited == MISSING:
         return None
     if not result.ok:
-        raise StepFailed(Run(f"cat {path}"), result.stderr)
+        raise StepFailed(Run(f"cat {q}"), result.stderr)
     return str(result.stdout)
 
 
@@ -84,7 +84,7 @@ def put_text(c: Any, path: str, text: str, mode: int = 0o644, sudo: bool = False
     install = (f"mkdir -p {shlex.quote(str(Path(path).parent))} && "
                f"install -m {mode:04o} {'-o ' + shlex.quote(owner.split(':')[0]) if owner else ''}"
                f" {'-g ' + shlex.quote(owner.split(':')[1]) if ':' in owner else ''}"
-               " {src} " + staged + f" && mv -f {staged} {target}")
+               " SOURCE " + staged + f" && mv -f {staged} {target}")
     runner = c.sudo if sudo else c.run
     if hasattr(c, "put"):  # fabric Connection
         upload = out(c, "mktemp /tmp/.stackyard-put.XXXXXX")
@@ -92,8 +92,8 @@ def put_text(c: Any, path: str, text: str, mode: int = 0o644, sudo: bool = False
             raise StepFailed(Write(path, text, mode, sudo, owner), "mktemp failed on the host")
         try:
             c.put(io.BytesIO(text.encode()), upload)
-            result = runner(install.format(src=shlex.quote(upload)), hide=True, warn=True,
-                            in_stream=False)
+            result = runner(install.replace(" SOURCE ", f" {shlex.quote(upload)} ", 1),
+                            hide=True, warn=True, in_stream=False)
         finally:
             run(c, f"rm -f {shlex.quote(upload)}")
     elif not sudo:
@@ -110,7 +110,7 @@ def put_text(c: Any, path: str, text: str, mode: int = 0o644, sudo: bool = False
             source = Path(tmp) / "content"
             atomic_write(source, text, 0o644)
             os.chmod(tmp, 0o755)
-            result = c.sudo(install.format(src=shlex.quote(str(source))), hide=True, warn=True,
-                            in_stream=False)
+            result = c.sudo(install.replace(" SOURCE ", f" {shlex.quote(str(source))} ", 1),
+                            hide=True, warn=True, in_stream=False)
     if not result.ok:
         raise StepFailed(Write(path, text, mode, sudo, owner), result.stderr or result.stdout)

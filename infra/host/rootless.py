@@ -188,8 +188,8 @@ def plan_rootless(facts: RootlessFacts) -> Plan:
                        sudo=True), Run("sysctl --system", True))
     if not facts.systemd and not facts.runtime_dir_exists:
         plan.add(f"create {facts.runtime_dir} (systemd-logind would; it is not running)",
-                 Run(f"install -d -m 700 -o {facts.user.uid} -g {facts.user.gid} "
-                     f"{facts.runtime_dir}", True))
+                 Run(shlex.join(["install", "-d", "-m", "700", "-o", str(facts.user.uid),
+                                 "-g", str(facts.user.gid), facts.runtime_dir]), True))
 
     # 2. the setup tool; it calls $BIN/docker, which Debian's layout lacks beside it
     if not facts.docker_next_to_tool and not facts.shim_ready:
