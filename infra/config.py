@@ -123,6 +123,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     secret_specs: list[SecretSpec] | None = None,
     env_dir: Path | None = None,
+    write_secrets: bool = True,
 ) -> Config:
     """Read, merge and validate the configuration; generate missing secrets.
 
@@ -170,7 +171,7 @@ def load_config(
              and (p := secret_problem(spec, environ[spec.key], f"${spec.key}"))]
     if found:  # an empty or weak value from the environment never replaces a secret
         raise ConfigError(found)
-    values, generated = ensure_secrets(env_dir / SECRETS_FILE, specs)
+    values, generated = ensure_secrets(env_dir / SECRETS_FILE, specs, write=write_secrets)
     secrets_display = _display(env_dir / SECRETS_FILE, project_root)
     for spec in specs:
         if spec.key in environ:

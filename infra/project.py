@@ -36,11 +36,12 @@ def load_settings(profile: str | None = None, root: Path | None = None,
 
 
 def load_project(profile: str | None = None, root: Path | None = None,
-                 environ: Mapping[str, str] | None = None) -> Project:
-    """Configuration (with secrets generated on first need) plus the resolved catalogue."""
+                 environ: Mapping[str, str] | None = None, write: bool = True) -> Project:
+    """Configuration (with secrets generated on first need) plus the resolved catalogue.
+    ``write=False``: missing secrets are made up in memory, nothing is saved (dry runs)."""
     environ = os.environ if environ is None else environ
     root = root or PROJECT_ROOT
     raw = cat.load_raw(cat.stacks_dir(root))
     config = load_config(root, profile, environ, cat.secret_specs(raw),
-                         env_dir=env_dir_from(environ))
+                         env_dir=env_dir_from(environ), write_secrets=write)
     return Project(config, cat.resolve(raw, config.public))

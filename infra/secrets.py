@@ -37,11 +37,13 @@ class SecretSpec:
         return "".join(secrets.choice(chars) for _ in range(self.length))
 
 
-def ensure_secrets(path: Path, specs: list[SecretSpec]) -> tuple[dict[str, str], list[str]]:
+def ensure_secrets(path: Path, specs: list[SecretSpec], write: bool = True
+                   ) -> tuple[dict[str, str], list[str]]:
     """Return every secret value, generating and saving the missing ones.
 
     Returns ``(values, generated_keys)``. Existing values are kept byte for byte; the file is
-    rewritten (atomically, 0600) only when a key was missing.
+    rewritten (atomically, 0600) only when a key was missing. ``write=False`` (dry runs,
+    read-only tasks): missing ones are made up in memory only and nothing is written.
     """
     existing: dict[str, str] = {}
     if path.exists():
@@ -54,7 +56,7 @@ def ensure_secrets(path: Path, specs: list[SecretSpec]) -> tuple[dict[str, str],
                  and (p := secret_problem(declared[e.key], e.value, str(path), e.line))]
         if found:
             raise ConfigError(found)
-        if path.stat().st_mode & 0o077:
+        if write and path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)  # tighten a file someone loosened; the values stay
     missing = [spec for spec in specs if not existing.get(spec.key)]
     for spec in specs:
@@ -64,6 +66,8 @@ def ensure_secrets(path: Path, specs: list[SecretSpec]) -> tuple[dict[str, str],
     if missing:
         merged = dict(existing)
         merged.update({spec.key: spec.generate() for spec in missing})
+        if not write:
+            return merged, []
         atomic_write(path, format_env(merged, SECRETS_HEADER), mode=0o600)
         existing = merged
     return existing, [spec.key for spec in missing]

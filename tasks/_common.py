@@ -102,10 +102,12 @@ def _host_environ(c: Any, name: str, profile: str) -> dict[str, str]:
     return host_task_environ(c, inventory.hosts[name], base.config, dict(os.environ))
 
 
-def load(profile: str = "") -> Project:
+def load(profile: str = "", write: bool = True) -> Project:
+    """The project; ``write=False`` for dry runs and read-only tasks: nothing is written, not
+    even a missing secret (it is made up in memory for this run only)."""
     from infra.project import load_project
 
-    project = load_project(profile or None, environ=_ENVIRON.get())
+    project = load_project(profile or None, environ=_ENVIRON.get(), write=write)
     if project.config.generated_secrets:
         console().print(f"[dim]generated {len(project.config.generated_secrets)} new secret(s) "
                         f"into {project.config.env_dir / 'secrets.env'} (mode 0600)[/dim]")

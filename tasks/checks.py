@@ -22,7 +22,7 @@ def check(c, stack=None, routes=True, timeout=20, profile=""):
     from infra.bringup.session import mirrored
     from infra.pki import cert_paths
 
-    project = load(profile)
+    project = load(profile, write=False)
     config, catalogue = project.config, project.catalogue
     names = list(stack) if stack else catalogue.names()
     https_port = config["TRAEFIK_HTTPS_PORT"]

@@ -15,7 +15,7 @@ def show(c, profile="", reveal_origin=False):
 
     from infra.secrets import mask
 
-    project = load(profile)
+    project = load(profile, write=False)
     config = project.config
     table = Table(title=f"configuration (profile: {config.profile or 'none'})")
     table.add_column("key")
@@ -39,7 +39,7 @@ def check(c, profile="", json=False):
 
     from infra.contracts import contracts_dir, load_contracts, pin_drift
 
-    project = load(profile)
+    project = load(profile, write=False)
     config = project.config
     contracts = load_contracts(contracts_dir(project.root))
     warnings = pin_drift(contracts, config.public)

@@ -41,7 +41,8 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, profile=""
     names = list(host or [])
     if not names and not all and getattr(c, "host", None):
         names = [c.host]  # called through a stock fab executor: this connection's host
-    project = load(profile)  # generates missing secrets once, before the threads
+    # generates missing secrets once, before the threads (a dry run: in memory only)
+    project = load(profile, write=not dry)
     catalogue, config = project.catalogue, project.config
     inventory = inventory_of(config, catalogue)
     targets = resolve_targets(inventory, names, every=all)

@@ -25,7 +25,7 @@ def daemon_json(c, dry=False, path="", restart_command="", user="", profile=""):
     from infra.host.facts import parse_passwd
     from infra.host.remote import as_user, is_root, out
 
-    config = load(profile).config
+    config = load(profile, write=False).config
     if path and (not path.startswith("/") or not path.isprintable()):
         raise Exit(f"error: --path {path!r} is not an absolute path\n    fix: give the "
                    "daemon.json's full path, e.g. /etc/docker/daemon.json", code=2)

@@ -18,7 +18,7 @@ def doctor(c, socket="", profile=""):
 
     from infra.host import doctor as dr
 
-    project = load(profile)
+    project = load(profile, write=False)
     config = project.config
     facts = dr.gather(c, str(config.path("DATA_ROOT")), socket or config["DOCKER_SOCKET"],
                       config.flag("ROOTLESS"))

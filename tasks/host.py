@@ -48,7 +48,7 @@ def install_docker(c, source="docker", dry=False, profile=""):
     """Install Docker: Docker's apt repository and packages, or Debian's with --source debian."""
     from infra.host import packages
 
-    rootless = load(profile).config.flag("ROOTLESS")
+    rootless = load(profile, write=False).config.flag("ROOTLESS")
     apply(c, packages.plan_install_docker(packages.gather(c), source, rootless), dry)
 
 
@@ -57,7 +57,7 @@ def rootless(c, user="", dry=False, profile=""):
     """Rootless Docker for a user: prerequisites, setup tool, profile lines, daemon, linger."""
     from infra.host import rootless as rl
 
-    config = load(profile).config
+    config = load(profile, write=False).config
     facts = rl.gather(c, rootless_user(c, user, config))
     apply(c, rl.plan_rootless(facts), dry)
     if not dry:
@@ -71,7 +71,7 @@ def unprivileged_ports(c, port=0, dry=False, profile=""):
     """Let a rootless Traefik bind 80/443 (sysctl net.ipv4.ip_unprivileged_port_start)."""
     from infra.host import system
 
-    config = load(profile).config
+    config = load(profile, write=False).config
     lowest = int(port) or min(int(config["TRAEFIK_HTTP_PORT"]), int(config["TRAEFIK_HTTPS_PORT"]))
     apply(c, system.plan_unprivileged_ports(system.gather_ports(c), lowest), dry)
 
@@ -83,7 +83,7 @@ def cgroup_delegation(c, user="", dry=False, profile=""):
     from infra.host.facts import parse_passwd
     from infra.host.remote import out
 
-    config = load(profile).config
+    config = load(profile, write=False).config
     entry = parse_passwd(out(c, f"getent passwd {rootless_user(c, user, config)}"))
     facts = system.gather_delegation(c, entry.uid if entry else 0)
     apply(c, system.plan_cgroup_delegation(facts), dry)
@@ -98,7 +98,7 @@ def storage(c, stack=None, user="", dry=False, profile=""):
     from infra.host.facts import parse_passwd
     from infra.host.remote import out
 
-    project = load(profile)
+    project = load(profile, write=not dry)
     config = project.config
     data_root = str(config.path("DATA_ROOT"))
     dirs = st.data_dirs(project.catalogue, data_root, stack or None)
@@ -119,7 +119,7 @@ def prepare(c, source="docker", user="", dry=False, profile=""):
 
     remove-rootful, install-docker, rootless, unprivileged-ports, cgroup-delegation, storage.
     """
-    config = load(profile).config
+    config = load(profile, write=False).config
     if dry:
         say("dry run: each step is planned against the host as it is now, so later steps may "
             "list work an earlier step would already do")
@@ -141,7 +141,7 @@ def status(c, user="", socket="", profile=""):
 
     from infra.host.status import gather_rows
 
-    config = load(profile).config
+    config = load(profile, write=False).config
     table = Table(title="host status")
     table.add_column("item")
     table.add_column("value")

@@ -66,7 +66,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     """Bring the stacks up in dependency order, each one health-gated."""
     from infra.bringup import apply, report
 
-    project = load(profile)
+    project = load(profile, write=not dry)
     out = console()
     from infra.bringup.certificates import ensure_certificates
 
@@ -216,7 +216,7 @@ def down(c, stack=None, volumes=False, yes=False, dry=False, profile=""):
     from infra.bringup import apply, facts, plan, report, state
     from infra.bringup.ownership import ownership_fixes
 
-    project = load(profile)
+    project = load(profile, write=not dry)
     if volumes and not dry:  # before touching the engine at all
         _confirm_volume_deletion(list(stack or project.catalogue.names()), yes)
     containers = facts.containers_by_project(facts.read_containers(c))
@@ -269,7 +269,7 @@ def restart(c, stack=None, service=None, profile=""):
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP})
 def ps(c, stack=None, profile=""):
     """List the stacks' containers (docker compose ps)."""
-    project = load(profile)
+    project = load(profile, write=False)
     for name in _selected(project, stack):
         console().print(f"[bold]{name}[/bold]")
         c.run(f"{_compose_base(name)} ps -a", warn=True)
@@ -282,7 +282,7 @@ def logs(c, stack=None, service=None, follow=False, tail=-1, profile=""):
     """Show the stacks' logs."""
     import shlex
 
-    project = load(profile)
+    project = load(profile, write=False)
     names = _selected(project, stack)
     if service:
         owners = {s.name: st.name for st in project.catalogue.stacks.values()
@@ -326,7 +326,7 @@ def status(c, stack=None, profile=""):
 
     from infra.bringup import facts, report
 
-    project = load(profile)
+    project = load(profile, write=False)
     names = _selected(project, stack)
     containers = facts.containers_by_project(facts.read_containers(c))
     table = Table(title="Stacks")
@@ -350,7 +350,7 @@ def fix(c, stack=None, dry=False, profile=""):
     from infra.bringup import apply
     from infra.bringup.ownership import ownership_fixes
 
-    project = load(profile)
+    project = load(profile, write=not dry)
     stacks = [project.catalogue[n] for n in _selected(project, stack)]
     changes = apply.apply_ownership(c, _helper_image(project),
                                     str(project.config.path("DATA_ROOT")),

@@ -20,7 +20,7 @@ def render(c: Any, stack: list[str] | None = None, dry: bool = False, profile: s
     """Render compose files, configs and 0600 secret env files into the build folder."""
     from infra.render import render_stacks
 
-    project = load(profile)
+    project = load(profile, write=not dry)
     rendered = render_stacks(project, stack or None, write=not dry)
     out = console()
     for result in rendered.values():
@@ -40,7 +40,7 @@ def plan(c: Any, format: str = "table", profile: str = "") -> None:
     """Show stacks in order, networks, volumes, hostnames and ports (or a Mermaid graph)."""
     from infra import plan as views
 
-    project = load(profile)
+    project = load(profile, write=False)
     if format == "mermaid":
         print(views.mermaid(project.catalogue), end="")
         return

@@ -214,3 +214,17 @@ def test_daemon_json_path_must_be_absolute(env_dir: Path) -> None:
     result = invoke(env_dir, "docker.daemon-json", "--dry", "--path", "x;id")
     assert result.returncode == 2 and "is not an absolute path" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- dry runs write nothing
+
+
+def test_dry_runs_and_read_only_tasks_write_nothing(env_dir: Path) -> None:
+    """Not even env/secrets.env on a fresh clone (secrets are made up in memory for the run)."""
+    for args in (("render", "--dry"), ("plan",), ("config.check",), ("config",)):
+        result = invoke(env_dir, *args)
+        assert result.returncode == 0, (args, result.stdout + result.stderr)
+        assert sorted(p.name for p in env_dir.iterdir()) == ["defaults.env"], args
+        assert not (env_dir.parent / "build").exists(), args
+    written = invoke(env_dir, "render")
+    assert written.returncode == 0 and (env_dir / "secrets.env").is_file(), written.stderr

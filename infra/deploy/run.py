@@ -100,7 +100,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     environ = lay.host_environ(options.environ, target.host,
                                lay.local_build_dir(base.config.path("BUILD_DIR")), remote,
                                base.config["DATA_ROOT"])
-    project = load_project(options.profile or None, environ=environ)
+    project = load_project(options.profile or None, environ=environ, write=not options.dry)
     config = project.config
     rendered = render_stacks(project, names=list(stacks), write=not options.dry)
     say(target.name, f"rendered {', '.join(stacks)} for {remote.root} "
