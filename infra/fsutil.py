@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+LOCK_FILE = ".stackyard.lock"
 
 
 def atomic_write(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
@@ -34,3 +38,33 @@ def atomic_write(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
 
 def sha256_hex(data: str | bytes) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+@contextlib.contextmanager
+def locked(directory: Path, what: str) -> Iterator[None]:
+    """Hold ``directory``/.stackyard.lock while writing ``what``: two runs never interleave
+    their writes. The kernel drops the lock when its holder exits, however it exits, so a
+    killed run never leaves one behind; a run that waits says for whom."""
+    import fcntl
+    import sys
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another run"
+            print(f"waiting for {holder} to finish writing {what} ({path})", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"stackyard pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

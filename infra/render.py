@@ -8,6 +8,7 @@ deterministic: the same configuration gives byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from . import catalogue as cat
 from .compose import compose_document, secret_env_file
 from .envfile import format_env
 from .errors import ConfigError, Problem
-from .fsutil import atomic_write, sha256_hex
+from .fsutil import LOCK_FILE, atomic_write, locked, sha256_hex
 from .mirror import MIRROR_REGISTRIES
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ def write_stack(directory: Path, files: dict[str, str], build_dir: Path) -> list
     if directory.is_dir():
         for path in sorted(directory.rglob("*"), reverse=True):
             relative = path.relative_to(directory).as_posix()
-            if path.is_file() and relative not in files:
+            if path.is_file() and relative not in files and path.name != LOCK_FILE:
                 path.unlink()
                 changed.append(relative)
             elif path.is_dir() and not any(path.iterdir()):
@@ -189,10 +190,14 @@ def render_stacks(project: Project, names: Iterable[str] | None = None, write: b
             raise ConfigError(Problem(f"unknown stack {name!r}", key="--stack",
                                       fix=f"choose from {', '.join(catalogue.names())}"))
     result: dict[str, RenderedStack] = {}
-    for name in (n for n in order if n in wanted):
-        files = render_stack(catalogue[name], catalogue, config)
-        directory = stack_output_dir(config, name)
-        changed = write_stack(directory, files, config.build_dir) if write else []
-        result[name] = RenderedStack(name, directory, directory / COMPOSE_FILE, files,
-                                     digest_of(files), tuple(changed))
+    rendered = {name: render_stack(catalogue[name], catalogue, config)
+                for name in order if name in wanted}
+    # two renders at once write one after the other, each stack as a whole
+    lock = locked(config.build_dir, "the rendered stacks") if write else contextlib.nullcontext()
+    with lock:
+        for name, files in rendered.items():
+            directory = stack_output_dir(config, name)
+            changed = write_stack(directory, files, config.build_dir) if write else []
+            result[name] = RenderedStack(name, directory, directory / COMPOSE_FILE, files,
+                                         digest_of(files), tuple(changed))
     return result

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .envfile import format_env, read_env_file
 from .errors import ConfigError, Problem
-from .fsutil import atomic_write
+from .fsutil import atomic_write, locked
 
 ALPHABETS = {
     # alnum only: values land in URLs, DSNs and YAML without any quoting or escaping
@@ -39,6 +39,15 @@ class SecretSpec:
 
 def ensure_secrets(path: Path, specs: list[SecretSpec], write: bool = True
                    ) -> tuple[dict[str, str], list[str]]:
+    if not write:
+        return _ensure_secrets(path, specs, write)
+    # two first runs at once: the second reads what the first saved, never makes its own
+    with locked(path.parent, path.name):
+        return _ensure_secrets(path, specs, write)
+
+
+def _ensure_secrets(path: Path, specs: list[SecretSpec], write: bool
+                    ) -> tuple[dict[str, str], list[str]]:
     """Return every secret value, generating and saving the missing ones.
 
     Returns ``(values, generated_keys)``. Existing values are kept byte for byte; the file is

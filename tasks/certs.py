@@ -24,11 +24,24 @@ def _converge(c: Any, profile: str, scope: tuple[str, ...] | None, dry: bool,
               replace: str | None = None, renew_days: int | None = None,
               force_leaves: bool = False) -> None:
     """Plan against the files on disk, show the plan, apply it, rewrite the chains."""
+    import contextlib
+
     from infra import pki
+    from infra.fsutil import locked
 
     config = _config(profile)
     spec = pki.pki_spec(config)
     cfssl = pki.Cfssl()  # before anything is written: a missing tool leaves no trace
+    # two runs at once: the second plans against what the first wrote (one CA, never two)
+    with locked(spec.certs_dir, "certificates") if not dry else contextlib.nullcontext():
+        _converge_locked(c, config, spec, cfssl, scope, dry, replace, renew_days, force_leaves)
+
+
+def _converge_locked(c: Any, config: Any, spec: Any, cfssl: Any, scope: tuple[str, ...] | None,
+                     dry: bool, replace: str | None, renew_days: int | None,
+                     force_leaves: bool) -> None:
+    from infra import pki
+
     states = pki.read_states(c, spec)
     plan = pki.plan_certs(spec, states, scope or spec.items, replace=replace,
                           renew_days=renew_days, force_leaves=force_leaves)

@@ -228,3 +228,33 @@ def test_dry_runs_and_read_only_tasks_write_nothing(env_dir: Path) -> None:
         assert not (env_dir.parent / "build").exists(), args
     written = invoke(env_dir, "render")
     assert written.returncode == 0 and (env_dir / "secrets.env").is_file(), written.stderr
+
+
+# ---------------------------------------------------------------- races
+
+
+def test_a_second_run_waits_for_the_first_and_uses_its_secrets(env_dir: Path) -> None:
+    """A first run is generating the secrets (this test holds the lock, as it would); a render
+    started meanwhile waits, says for whom, then uses the secrets the first one saved instead
+    of making its own."""
+    import time
+
+    from infra.fsutil import locked
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRA_")}
+    env.update({"INFRA_ENV_DIR": str(env_dir), "BUILD_DIR": str(env_dir.parent / "build")})
+    chosen = "Q" * 40
+    with locked(env_dir, "secrets.env"):
+        render = subprocess.Popen([sys.executable, "-m", "invoke", "render"], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # long enough to have raced ahead, were there no lock
+        assert render.poll() is None  # still waiting
+        secrets = env_dir / "secrets.env"
+        secrets.write_text(f"GRAFANA_ADMIN_PASSWORD={chosen}\n")
+        secrets.chmod(0o600)
+    out, err = render.communicate(timeout=120)
+    assert render.returncode == 0, out + err
+    assert "waiting for stackyard pid" in err and "secrets.env" in err
+    grafana = (env_dir.parent / "build" / "default" / "stacks" / "monitoring" / "secrets"
+               / "grafana.env")
+    assert f"GF_SECURITY_ADMIN_PASSWORD={chosen}" in grafana.read_text()

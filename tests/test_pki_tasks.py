@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.fsutil import LOCK_FILE
 from tests.conftest import PROJECT_ROOT, require_program
 
 pytestmark = pytest.mark.tools
@@ -38,7 +39,7 @@ class Project:
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..fsutil import atomic_write, sha256_hex
+from ..fsutil import atomic_write, locked, sha256_hex
 
 if TYPE_CHECKING:
     from ..project import Project
@@ -46,18 +46,22 @@ def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
     if before and marker.is_file() and marker.read_text().strip() == before:
         return []
     spec = pki.pki_spec(config)
-    plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
-    if plan.problems:
-        raise ConfigError(list(plan.problems))
-    done = [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
     if dry:
-        return done
-    if plan.steps:
-        paths = pki.cert_paths(config)
-        cfssl = pki.Cfssl()
-        pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
-        pki.apply_plan(plan, spec, cfssl, paths.rendered_dir)
-        pki.write_chains(spec)
+        plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
+        if plan.problems:
+            raise ConfigError(list(plan.problems))
+        return [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
+    with locked(spec.certs_dir, "certificates"):  # one CA, even when two runs start at once
+        plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
+        if plan.problems:
+            raise ConfigError(list(plan.problems))
+        done = [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
+        if plan.steps:
+            paths = pki.cert_paths(config)
+            cfssl = pki.Cfssl()
+            pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
+            pki.apply_plan(plan, spec, cfssl, paths.rendered_dir)
+            pki.write_chains(spec)
     after = fingerprint(project)
     if after:
         atomic_write(marker, after + "\n")
