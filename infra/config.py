@@ -17,7 +17,7 @@ from pathlib import Path
 from .envfile import Entry, read_env_file
 from .errors import ConfigError, Problem
 from .secrets import SecretSpec, ensure_secrets, secret_problem
-from .settings import check_value, parse_bool
+from .settings import check_value, parse_bool, unsafe_problems
 
 PROFILE_ENV_VAR = "INFRA_PROFILE"
 DEFAULTS_FILE = "defaults.env"
@@ -151,7 +151,7 @@ def load_config(
         if key in environ:
             merged[key] = Setting(key, environ[key], "environment", f"${key}")
 
-    problems += _validate(merged, {e.key: e for e in defaults})
+    problems += _validate(merged, {e.key: e for e in defaults}, project_root)
     if parse_bool(merged.get("ACME_ENABLED", Setting("", "false", "", "")).value) \
             and "ACME_CREDENTIALS_PATH" in merged:
         path = credentials_path(merged["ACME_CREDENTIALS_PATH"].value, env_dir, project_root)
@@ -216,7 +216,8 @@ def _unknown_key(entry: Entry, known: list[str]) -> Problem:
                        "rename or remove this line")
 
 
-def _validate(merged: dict[str, Setting], defaults: dict[str, Entry]) -> list[Problem]:
+def _validate(merged: dict[str, Setting], defaults: dict[str, Entry], root: Path
+              ) -> list[Problem]:
     problems: list[Problem] = []
     for key, setting in merged.items():
         file, line = _split_origin(setting.origin)
@@ -237,6 +238,15 @@ def _validate(merged: dict[str, Setting], defaults: dict[str, Entry]) -> list[Pr
         found = check_value(key, value)
         if found:
             problems.append(Problem(found[0], key=key, file=file, line=line, fix=found[1]))
+    if not problems:
+        def resolve(value: str) -> str:
+            path = Path(os.path.expanduser(value))
+            return os.path.realpath(path if path.is_absolute() else root / path)
+
+        for key, message, fix in unsafe_problems({k: v.value for k, v in merged.items()},
+                                                 resolve):
+            file, line = _split_origin(merged[key].origin)
+            problems.append(Problem(message, key=key, file=file, line=line, fix=fix))
     if parse_bool(merged.get("ACME_ENABLED", Setting("", "false", "", "")).value):
         for key in ("ACME_EMAIL", "ACME_DNS_PROVIDER"):
             if key in merged and not merged[key].value.strip():

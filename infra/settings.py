@@ -37,7 +37,12 @@ KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
     (lambda k: k.endswith("_EXPIRY"), "hours"),
     (lambda k: k == "CA_KEY_ALGO", "keyalgo"),
     (lambda k: k == "ACME_DNS_PROVIDER", "provider"),
+    (lambda k: k == "ALLOW_UNSAFE", "unsafe"),
 ]
+
+UNSAFE_CHOICES = ("bind-all", "root-ids", "data-root")
+SYSTEM_FOLDERS = {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root",
+                  "/run", "/sbin", "/sys", "/usr", "/var"}
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
@@ -236,6 +241,36 @@ def _provider(value: str) -> tuple[str, str] | None:
     return f"{value!r} is not a lego DNS provider name", "use e.g. cloudflare or route53"
 
 
+def _unsafe(value: str) -> tuple[str, str] | None:
+    unknown = [v for v in (x.strip() for x in value.split(",")) if v not in UNSAFE_CHOICES]
+    if not unknown:
+        return None
+    return f"{', '.join(unknown)} is not one of {', '.join(UNSAFE_CHOICES)}", \
+        f"list some of {', '.join(UNSAFE_CHOICES)}, comma-separated"
+
+
+def unsafe_problems(values: dict[str, str], resolve_path: Callable[[str], str]
+                    ) -> list[tuple[str, str, str]]:
+    """(key, message, fix) for each choice that needs ALLOW_UNSAFE and does not have it."""
+    allowed = {x.strip() for x in values.get("ALLOW_UNSAFE", "").split(",") if x.strip()}
+    found = []
+    if values.get("BIND_ADDRESS") in ("0.0.0.0", "::") and "bind-all" not in allowed:
+        found.append(("BIND_ADDRESS", "publishes every service port on every network of the "
+                      "host", "bind to 127.0.0.1 or one address, or add bind-all to "
+                      "ALLOW_UNSAFE"))
+    for key in ("PUID", "PGID"):
+        if values.get(key) == "0" and "root-ids" not in allowed:
+            found.append((key, "is 0: the media apps and their files would run as root",
+                          "use your own user's id (id -u), or add root-ids to ALLOW_UNSAFE"))
+    data_root = values.get("DATA_ROOT", "")
+    if data_root and resolve_path(data_root) in SYSTEM_FOLDERS and "data-root" not in allowed:
+        found.append(("DATA_ROOT", f"resolves to {resolve_path(data_root)}, a system folder: "
+                      "data folders' owners and modes would be changed there",
+                      "use a folder of its own (e.g. /srv/stackyard), or add data-root to "
+                      "ALLOW_UNSAFE"))
+    return found
+
+
 def _text(value: str) -> tuple[str, str] | None:
     if value.isprintable() and not any(ch in value for ch in "\"`$"):
         return None
@@ -244,6 +279,7 @@ def _text(value: str) -> tuple[str, str] | None:
 
 
 _CHECKERS: dict[str, Callable[[str], tuple[str, str] | None]] = {
+    "unsafe": _unsafe,
     "url": _url,
     "name": _name,
     "count": _count,

@@ -258,3 +258,30 @@ def test_a_second_run_waits_for_the_first_and_uses_its_secrets(env_dir: Path) ->
     grafana = (env_dir.parent / "build" / "default" / "stacks" / "monitoring" / "secrets"
                / "grafana.env")
     assert f"GF_SECURITY_ADMIN_PASSWORD={chosen}" in grafana.read_text()
+
+
+# ---------------------------------------------------------------- reach: explicit opt-in
+
+
+@pytest.mark.parametrize("setting, value, choice", [
+    ("BIND_ADDRESS", "0.0.0.0", "bind-all"),
+    ("PUID", "0", "root-ids"),
+    ("DATA_ROOT", "/", "data-root"),
+    ("DATA_ROOT", "/etc", "data-root"),
+])
+def test_a_wide_choice_needs_its_opt_in(env_dir: Path, setting: str, value: str,
+                                        choice: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT, None, {setting: value}, env_dir=env_dir)
+    assert setting in str(error.value) and f"add {choice} to ALLOW_UNSAFE" in str(error.value)
+    config = load_config(ROOT, None, {setting: value, "ALLOW_UNSAFE": choice}, env_dir=env_dir)
+    assert config[setting] == value
+
+
+def test_a_data_root_link_to_a_system_folder_needs_its_opt_in(env_dir: Path,
+                                                              tmp_path: Path) -> None:
+    link = tmp_path / "data"
+    link.symlink_to("/")
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT, None, {"DATA_ROOT": str(link)}, env_dir=env_dir)
+    assert "resolves to /" in str(error.value)

@@ -62,7 +62,8 @@ class Wiring:
                         f"{port} on {bind}, which host {self.current or 'this machine'} "
                         "cannot reach", key="BIND_ADDRESS", file="env/inventory.yaml",
                         fix=f"set `settings: {{BIND_ADDRESS: {address}}}` for "
-                            f"{host or 'this machine'} (or 0.0.0.0)"))
+                            f"{host or 'this machine'} (or 0.0.0.0, with "
+                            "ALLOW_UNSAFE=bind-all)"))
                 return address, item.published
         raise ConfigError(Problem(
             f"{stack.name}/{service.name} port {port} is needed from "
