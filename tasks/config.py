@@ -38,9 +38,14 @@ def check(c, profile="", json=False):
     import json as json_module
 
     from infra.contracts import contracts_dir, load_contracts, pin_drift
+    from infra.host.daemon_json import desired_settings
+    from infra.pki import pki_spec
 
     project = load(profile, write=False)
     config = project.config
+    # the same validation the certs and docker tasks use: check never passes what they refuse
+    pki_spec(config)
+    desired_settings(config.public, rootless=config.flag("ROOTLESS"))
     contracts = load_contracts(contracts_dir(project.root))
     warnings = pin_drift(contracts, config.public)
     if json:

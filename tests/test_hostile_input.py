@@ -285,3 +285,9 @@ def test_a_data_root_link_to_a_system_folder_needs_its_opt_in(env_dir: Path,
     with pytest.raises(ConfigError) as error:
         load_config(ROOT, None, {"DATA_ROOT": str(link)}, env_dir=env_dir)
     assert "resolves to /" in str(error.value)
+
+
+def test_config_check_refuses_what_certs_would_refuse(env_dir: Path) -> None:
+    """An RSA key of 256 bits passes each setting's own check; certs refuses the pair."""
+    result = invoke(env_dir, "config.check", CA_KEY_ALGO="rsa", CA_KEY_SIZE="256")
+    assert result.returncode == 2 and "CA_KEY_SIZE" in result.stderr, result.stderr
