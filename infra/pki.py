@@ -293,6 +293,8 @@ class CertFacts:
 class CertState:
     cert: CertFacts | None  # None: no certificate file
     key_present: bool
+    key_valid: bool = True  # the key file parses as a private key
+    key_mode: int = 0o600  # its permission bits
 
 
 def _openssl_date(value: str) -> datetime:
@@ -376,8 +378,18 @@ def read_states(c: Any, spec: PkiSpec) -> dict[str, CertState]:
                                  f"({' '.join(detail)})\n    fix: restore it from backup, or "
                                  "move it away to have it reissued")
             outputs[item] = body
+    keys = [item for item, (_, key) in files.items() if key.is_file()]
+    bad_keys: set[str] = set()
+    if keys:
+        script = "; ".join(
+            f"openssl pkey -in {shlex.quote(str(files[item][1]))} -noout >/dev/null 2>&1 || "
+            f"echo {ITEM_MARK}{item}" for item in keys)
+        found = c.run(script, hide=True, warn=True).stdout
+        bad_keys = {line.removeprefix(ITEM_MARK).strip() for line in found.splitlines()
+                    if line.startswith(ITEM_MARK)}
     return {item: CertState(parse_x509_facts(outputs[item]) if item in outputs else None,
-                            key.is_file())
+                            key.is_file(), item not in bad_keys,
+                            key.stat().st_mode & 0o777 if key.is_file() else 0o600)
             for item, (_, key) in files.items()}
 
 
@@ -397,6 +409,7 @@ class Plan:
     kept: tuple[tuple[str, str], ...] = ()  # (item, why it stays)
     problems: tuple[Problem, ...] = ()
     warnings: tuple[str, ...] = ()
+    protect: tuple[str, ...] = ()  # key files others may read: made 0600 first
 
     def step(self, item: str) -> Step | None:
         return next((s for s in self.steps if s.item == item), None)
@@ -421,6 +434,16 @@ def plan_certs(spec: PkiSpec, states: Mapping[str, CertState], scope: Collection
     warnings: list[str] = []
     d = spec.certs_dir
     root, inter = states[ROOT], states[INTERMEDIATE]
+    protect = tuple(str(item_files(d, item)[1]) for item, state in states.items()
+                    if state.key_present and state.key_mode & 0o077)
+    for item, state in states.items():
+        if state.key_present and not state.key_valid:
+            again = (f"`invoke certs.{'ca' if item == ROOT else item} --replace`"
+                     if item in (ROOT, INTERMEDIATE) else
+                     "moving the certificate and the key away, then `invoke certs`")
+            problems.append(Problem(f"{item_files(d, item)[1]} is not a readable private key",
+                                    key="CERTS_DIR",
+                                    fix=f"restore it from backup, or start it again: {again}"))
 
     root_action = None
     if replace == ROOT:
@@ -490,6 +513,8 @@ def plan_certs(spec: PkiSpec, states: Mapping[str, CertState], scope: Collection
             added = sorted(set(leaf.hosts) - set(cert.sans))
             removed = sorted(set(cert.sans) - set(leaf.hosts))
             action, why = "reissue", f"names changed (added {added}, removed {removed})"
+        elif _days_left(cert, now) < 0:
+            action, why = "reissue", f"expired on {cert.not_after:%Y-%m-%d}"
         elif force_leaves:
             action, why = "reissue", "--force given"
         elif renew_days is not None and _days_left(cert, now) <= renew_days:
@@ -498,6 +523,15 @@ def plan_certs(spec: PkiSpec, states: Mapping[str, CertState], scope: Collection
             leaf_steps.append(Step(leaf.name, action, why))
         elif cert:
             kept.append((leaf.name, f"valid until {cert.not_after:%Y-%m-%d}"))
+    for ca_name, ca in ((INTERMEDIATE, inter), (ROOT, root)):
+        if leaf_steps and not inter_action and not root_action and ca.cert \
+                and _days_left(ca.cert, now) < 0:
+            problems.append(Problem(
+                f"the {'intermediate' if ca_name == INTERMEDIATE else 'root'} CA expired on "
+                f"{ca.cert.not_after:%Y-%m-%d}: a certificate issued under it would not "
+                "validate", key="CERTS_DIR",
+                fix=f"replace it: `invoke certs.{'ca' if ca_name == ROOT else ca_name} "
+                    "--replace`"))
     if leaf_steps and not inter_action and inter.cert and not inter.key_present:
         problems.append(Problem(f"{d / 'intermediate_ca-key.pem'} is missing, so no leaf can be "
                                 "issued", key="CERTS_DIR",
@@ -518,7 +552,7 @@ def plan_certs(spec: PkiSpec, states: Mapping[str, CertState], scope: Collection
                     else f"plan its replacement (`invoke certs.{'ca' if item == ROOT else item}"
                          " --replace`)")
             warnings.append(f"{item} {state_text}: {hint}")
-    return Plan(tuple(steps), tuple(kept), tuple(problems), tuple(warnings))
+    return Plan(tuple(steps), tuple(kept), tuple(problems), tuple(warnings), protect)
 
 
 # ------------------------------------------------------------------ apply (cfssl via plumbum)
@@ -581,8 +615,12 @@ def apply_plan(plan: Plan, spec: PkiSpec, cfssl: Cfssl, rendered_dir: Path,
     """
     if plan.problems:
         raise ConfigError(list(plan.problems))
+    protected = []
+    for key in plan.protect:  # before anything else: a key others could read, no longer
+        os.chmod(key, 0o600)
+        protected.append(Path(key))
     if not plan.steps:
-        return []
+        return protected
     d = spec.certs_dir
     d.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=d))
@@ -612,7 +650,7 @@ def apply_plan(plan: Plan, spec: PkiSpec, cfssl: Cfssl, rendered_dir: Path,
                 cfssl.gencert(inter_cert, inter_key, profiles, leaf.profile,
                               rendered_dir / leaf.csr_file, prefix)
             produced[step.item] = prefix
-        return _move_into_place(plan, produced, d, now or datetime.now(UTC))
+        return protected + _move_into_place(plan, produced, d, now or datetime.now(UTC))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -66,9 +66,14 @@ def _converge_locked(c: Any, config: Any, spec: Any, cfssl: Any, scope: tuple[st
 
 def _show_plan(plan: Plan, dry: bool) -> None:
     """Kept items and warnings; the steps too when dry (otherwise they print as they run)."""
+    from rich.markup import escape
+
     out = console()
     for item, why in plan.kept:
         out.print(f"  [dim]keep[/dim] {item} ({why})")
+    for key in plan.protect:
+        out.print(f"  [bold]{'would make' if dry else 'making'}[/bold] {escape(key)} readable "
+                  "by its owner only (it was readable by others)")
     for step in plan.steps if dry or plan.problems else ():
         out.print(f"  [bold]would {step.action}[/bold] {step.item} ({step.reason})")
     for warning in plan.warnings:

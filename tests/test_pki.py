@@ -167,6 +167,35 @@ def absent(spec: pki.PkiSpec) -> dict[str, pki.CertState]:
     return {item: pki.CertState(None, False) for item in spec.items}
 
 
+def test_an_expired_leaf_is_reissued_without_being_asked(spec):
+    states = complete(spec)
+    states["ingress"] = pki.CertState(facts("ingress", "I", spec.leaf("ingress").hosts,
+                                            days_left=-2), True)
+    plan = pki.plan_certs(spec, states, spec.items)
+    assert plan.step("ingress") == pki.Step("ingress", "reissue",
+                                            f"expired on {states['ingress'].cert.not_after:%Y-%m-%d}")
+    assert not plan.problems
+
+
+def test_no_leaf_is_issued_under_an_expired_ca(spec):
+    states = complete(spec)
+    states[pki.INTERMEDIATE] = pki.CertState(facts("I", "R", is_ca=True, days_left=-1), True)
+    states["ingress"] = pki.CertState(None, False)
+    plan = pki.plan_certs(spec, states, spec.items)
+    assert any("intermediate CA expired" in p.message and "certs.intermediate --replace" in p.fix
+               for p in plan.problems), plan.problems
+
+
+def test_a_loose_or_garbage_key_is_planned_for(spec):
+    states = complete(spec)
+    states["ingress"] = pki.CertState(states["ingress"].cert, True, key_mode=0o644)
+    states[pki.ROOT] = pki.CertState(states[pki.ROOT].cert, True, key_valid=False)
+    plan = pki.plan_certs(spec, states, spec.items)
+    assert plan.protect == (str(spec.certs_dir / "ingress-key.pem"),)
+    assert [p.message for p in plan.problems] == [
+        f"{spec.certs_dir / 'ca-key.pem'} is not a readable private key"]
+
+
 def test_fresh_plan_creates_everything_in_order(spec):
     plan = pki.plan_certs(spec, absent(spec), spec.items, now=NOW)
     assert [s.item for s in plan.steps] == list(spec.items)

@@ -80,6 +80,20 @@ def test_verify_fails_on_a_loose_key(project):
     result = project.invoke("certs.verify")
     assert result.returncode == 1
     assert "registry-server-key.pem has mode 0644" in result.stdout and "chmod 600" in result.stdout
+    # and certs, which said "nothing to do" over it, puts it right (verify agrees afterwards)
+    fixed = ok(project.invoke("certs"))
+    assert "registry-server-key.pem readable by its owner only" in fixed
+    assert key.stat().st_mode & 0o777 == 0o600
+    ok(project.invoke("certs.verify"))
+
+
+def test_a_garbage_key_is_refused_not_passed_over(project):
+    ok(project.invoke("certs"))
+    (project.certs / "ca-key.pem").write_text("not a key\n")
+    result = project.invoke("certs")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "ca-key.pem is not a readable private key" in result.stderr
+    assert "certs.ca --replace" in result.stderr
 
 
 def test_missing_cfssl_writes_nothing_and_says_how_to_install(project, tmp_path):

@@ -1,13 +1,15 @@
 """`up` creates missing certificates (helper of infra.pki), cheaply when nothing changed.
 
 Checking every certificate runs openssl several times (~0.6 s). A fingerprint of the settings,
-the routed names and the PEM files (size, mtime), recorded after a full check, lets a no-op
-`up` skip that: any change of settings, names or files triggers the full check again.
+the routed names, the PEM files (size, mtime, mode) and the day, recorded after a full check,
+lets a no-op `up` skip that: any change of settings, names or files triggers the full check
+again, and so does a new day (certificates expire while nothing changes).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..fsutil import atomic_write, locked, sha256_hex
@@ -30,9 +32,12 @@ def fingerprint(project: Project) -> str | None:
     files = sorted(certs_dir.glob("*.pem")) if certs_dir.is_dir() else []
     if not files:
         return None
-    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
+             for p in files]
     hosts = sorted({route.host for _, _, route in all_routes(project.catalogue)})
-    return sha256_hex(json.dumps([sorted(project.config.public.items()), hosts, stats]))
+    # and the day: certificates expire with nothing changing, so a full check once a day
+    today = datetime.now(UTC).date().isoformat()
+    return sha256_hex(json.dumps([sorted(project.config.public.items()), hosts, stats, today]))
 
 
 def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
@@ -50,13 +55,17 @@ def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
         plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
         if plan.problems:
             raise ConfigError(list(plan.problems))
-        return [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
+        return ([f"make {key} readable by its owner only" for key in plan.protect]
+                + [f"{step.action} certificate {step.item} ({step.reason})"
+                   for step in plan.steps])
     with locked(spec.certs_dir, "certificates"):  # one CA, even when two runs start at once
         plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
         if plan.problems:
             raise ConfigError(list(plan.problems))
-        done = [f"{step.action} certificate {step.item} ({step.reason})" for step in plan.steps]
-        if plan.steps:
+        done = ([f"made {key} readable by its owner only" for key in plan.protect]
+                + [f"{step.action} certificate {step.item} ({step.reason})"
+                   for step in plan.steps])
+        if plan.steps or plan.protect:
             paths = pki.cert_paths(config)
             cfssl = pki.Cfssl()
             pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
