@@ -172,8 +172,8 @@ def test_an_expired_leaf_is_reissued_without_being_asked(spec):
     states["ingress"] = pki.CertState(facts("ingress", "I", spec.leaf("ingress").hosts,
                                             days_left=-2), True)
     plan = pki.plan_certs(spec, states, spec.items)
-    assert plan.step("ingress") == pki.Step("ingress", "reissue",
-                                            f"expired on {states['ingress'].cert.not_after:%Y-%m-%d}")
+    expired = states["ingress"].cert.not_after  # type: ignore[union-attr]
+    assert plan.step("ingress") == pki.Step("ingress", "reissue", f"expired on {expired:%Y-%m-%d}")
     assert not plan.problems
 
 
