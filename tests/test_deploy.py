@@ -86,14 +86,23 @@ def test_upload_plan_from_real_sha256sum(tmp_path: Path) -> None:
     (stack_dir / "compose.yaml").write_text("a\n")  # same
     (stack_dir / "config.json").write_text("old\n")  # changed
     (stack_dir / "stale.txt").write_text("gone\n")  # no longer rendered
-    command = upload.checksum_command([str(stack_dir), str(tmp_path / "missing")])
+    # left by a run killed mid-upload: one beside a file no longer rendered, one in certs/
+    (stack_dir / f"gone.yaml{upload.TMP_SUFFIX}").write_text("half")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / f"ca.pem{upload.TMP_SUFFIX}").write_text("half")
+    command = upload.checksum_command([str(stack_dir), str(tmp_path / "missing"), str(certs)])
     listed = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
     plan = upload.plan_upload(files, upload.parse_checksums(listed.stdout), [str(stack_dir)])
     assert [Path(f.remote_path).name for f in plan.upload] == ["config.json", "zot.env"]
-    assert plan.delete == [str(stack_dir / "stale.txt")] and plan.unchanged == 1
+    assert plan.delete == sorted([str(certs / f"ca.pem{upload.TMP_SUFFIX}"),
+                                  str(stack_dir / f"gone.yaml{upload.TMP_SUFFIX}"),
+                                  str(stack_dir / "stale.txt")]) and plan.unchanged == 1
     assert {Path(f.remote_path).name: f.mode for f in files}["zot.env"] == 0o600
     assert upload.is_secret("ingress-key.pem") and not upload.is_secret("ca.pem")
-    same = upload.plan_upload(files[:1], upload.parse_checksums(listed.stdout), [])
+    unchanged = {k: v for k, v in upload.parse_checksums(listed.stdout).items()
+                 if not k.endswith(upload.TMP_SUFFIX)}
+    same = upload.plan_upload(files[:1], unchanged, [])
     assert same.changes_nothing
 
 

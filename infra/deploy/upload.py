@@ -61,8 +61,9 @@ def stack_files(stack_dir: str, files: Mapping[str, str]) -> list[LocalFile]:
 def checksum_command(directories: Sequence[str]) -> str:
     """One command printing ``<sha256>  <path>`` for every file under ``directories``."""
     quoted = " ".join(shlex.quote(d) for d in directories)
+    # temporary files too: one left by a run killed mid-upload is removed by the next
     return (f"for d in {quoted}; do [ -d \"$d\" ] && find \"$d\" -type f "
-            f"! -name '*{TMP_SUFFIX}' -exec sha256sum {{}} +; done; true")
+            f"-exec sha256sum {{}} +; done; true")
 
 
 def parse_checksums(text: str) -> dict[str, str]:
@@ -80,7 +81,8 @@ def plan_upload(local: Iterable[LocalFile], remote: Mapping[str, str],
     wanted = {f.remote_path: f for f in local}
     upload = [f for path, f in sorted(wanted.items()) if remote.get(path) != f.sha256]
     delete = sorted(path for path in remote if path not in wanted
-                    and any(path.startswith(d.rstrip("/") + "/") for d in pruned_dirs))
+                    and (path.endswith(TMP_SUFFIX)  # a killed upload's, wherever it is
+                         or any(path.startswith(d.rstrip("/") + "/") for d in pruned_dirs)))
     return UploadPlan(upload, delete, len(wanted) - len(upload))
 
 
