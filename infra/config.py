@@ -103,6 +103,12 @@ def read_credentials(path: Path, key: str, display: str) -> tuple[dict[str, str]
                                 file=display, fix=f"chmod 600 {display}"))
     entries, found = read_env_file(path, display)
     problems += found
+    for entry in entries:  # what the 0600 env file of the container can carry, as written
+        if "'" in entry.value or not entry.value.isprintable():
+            problems.append(Problem("the value has a single quote or a control character, "
+                                    "which the container's env file cannot carry as written",
+                                    key=entry.key, file=display, line=entry.line,
+                                    fix="change that credential (the provider can issue another)"))
     values = {e.key: e.value for e in entries if e.value}
     if not values and not found:
         problems.append(Problem(f"{display} holds no KEY=value line", key=key, file=display,

@@ -85,8 +85,14 @@ def format_env(values: dict[str, str], header: str = "") -> str:
     """Serialise ``values`` as an env file python-dotenv and docker compose both read back."""
     lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
     for key, value in values.items():
-        if any(ch in value for ch in "\n\r"):
-            raise ValueError(f"{key}: multi-line values are not supported in env files")
+        # the one quoting rule: plain when safe, else in single quotes (literal for both
+        # python-dotenv and compose); what single quotes cannot carry is refused, by name
+        if "'" in value or not value.isprintable():
+            from .errors import ConfigError
+
+            raise ConfigError(Problem("the value has a single quote or a control character, "
+                                      "which an env file cannot carry as written", key=key,
+                                      fix="choose a value without them"))
         lines.append(f"{key}={value}" if _is_plain(value) else f"{key}='{value}'")
     return "\n".join(lines) + "\n"
 

@@ -291,3 +291,17 @@ def test_config_check_refuses_what_certs_would_refuse(env_dir: Path) -> None:
     """An RSA key of 256 bits passes each setting's own check; certs refuses the pair."""
     result = invoke(env_dir, "config.check", CA_KEY_ALGO="rsa", CA_KEY_SIZE="256")
     assert result.returncode == 2 and "CA_KEY_SIZE" in result.stderr, result.stderr
+
+
+def test_a_credential_an_env_file_cannot_carry_is_refused_by_name(env_dir: Path) -> None:
+    """A quote in a value once broke the 0600 env file, and compose's error showed part of it."""
+    from infra.config import read_credentials
+
+    token = "abc'def-0123456789"
+    credentials = env_dir / "acme.env"
+    credentials.write_text(f"CF_DNS_API_TOKEN={token}\n")
+    credentials.chmod(0o600)
+    _, problems = read_credentials(credentials, "ACME_CREDENTIALS_PATH", "env/acme.env")
+    [problem] = problems
+    assert problem.key == "CF_DNS_API_TOKEN" and problem.line == 1
+    assert token not in str(problem) and "single quote" in str(problem)
