@@ -263,8 +263,11 @@ def _credentials_from(spec: Any, where: str) -> str:
     return str(spec["setting"]) if "when" not in spec or as_flag(spec["when"]) else ""
 
 
-def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> Catalogue:
-    """Render the raw documents with ``values`` (public settings) and build the model."""
+def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str],
+            root: Path | None = None) -> Catalogue:
+    """Render the raw documents with ``values`` (public settings) and build the model.
+    ``root``: the project folder, against which relative host paths (a key's original, a TLS
+    probe's CA: CERTS_DIR=certs) become absolute, as the shell and the engine need them."""
     from jinja2 import UndefinedError
 
     def render(node: Any, where: str) -> Any:
@@ -285,7 +288,7 @@ def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> 
         path = doc["_path"]
         rendered = render({k: v for k, v in doc.items() if k != "_path"}, str(path))
         try:
-            stacks[name] = _build_stack(name, rendered, path)
+            stacks[name] = _absolute(_build_stack(name, rendered, path), root)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             # a value of the wrong shape (a port that is not a number, a list for a mapping)
             raise ConfigError(Problem(f"a value has the wrong type or is missing "
@@ -295,6 +298,28 @@ def resolve(raw: Mapping[str, Mapping[str, Any]], values: Mapping[str, str]) -> 
     catalogue = Catalogue(stacks)
     _check(catalogue)
     return catalogue
+
+
+def _absolute(stack: Stack, root: Path | None) -> Stack:
+    """Relative host paths (kind host or key, a TLS probe's CA) made absolute under ``root``."""
+    import dataclasses
+
+    if root is None:
+        return stack
+
+    def absolute(path: str) -> str:
+        return path if PurePosixPath(path).is_absolute() or not path else str(root / path)
+
+    services = []
+    for service in stack.services:
+        volumes = tuple(dataclasses.replace(v, source=absolute(v.source))
+                        if v.kind in ("host", "key") else v for v in service.volumes)
+        health = service.health
+        if health and health.tls:
+            health = dataclasses.replace(health, tls=dataclasses.replace(
+                health.tls, ca=absolute(health.tls.ca)))
+        services.append(dataclasses.replace(service, volumes=volumes, health=health))
+    return dataclasses.replace(stack, services=tuple(services))
 
 
 def _build_stack(name: str, doc: Mapping[str, Any], path: Path) -> Stack:

@@ -7,6 +7,7 @@ stack description cannot forget it; documented exceptions go through a service's
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -111,8 +112,10 @@ def _volume(volume: Any, config: Config, stack: Stack, service: Service) -> str:
 
 
 def keys_digest(keys: list[Any], config: Config) -> str:
-    """sha256 over the service's key files as they are here (a missing one counts as absent).
-    A digest of a random key tells nothing about it; the key itself never enters the file."""
+    """A digest of the service's key files as they are here: their size and modification time,
+    never their content (a credentials file's hash could be brute-forced). A missing one
+    counts as absent. ``atomic_write`` leaves an unchanged file untouched, so the digest moves
+    only when a key really changed."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -121,8 +124,8 @@ def keys_digest(keys: list[Any], config: Config) -> str:
         local = path if path.is_absolute() else config.project_root / path
         digest.update(volume.target.encode() + b"\0")
         try:
-            with open(local, "rb") as key:
-                digest.update(key.read())
+            info = os.stat(local)
+            digest.update(f"{info.st_size}:{info.st_mtime_ns}".encode())
         except OSError:
             digest.update(b"absent")
     return digest.hexdigest()

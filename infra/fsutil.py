@@ -48,8 +48,21 @@ def locked(directory: Path, what: str) -> Iterator[None]:
     import fcntl
     import sys
 
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - closed below, after the lock
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.close()
+    except BlockingIOError:
+        handle.close()
+    except OSError as exc:
+        from .errors import ConfigError, Problem
+
+        raise ConfigError(Problem(f"cannot lock {path} to write {what}: "
+                                  f"{exc.strerror or exc}", file=str(directory),
+                                  fix="make the folder writable for this user (and on a "
+                                      "file system that supports locks)")) from None
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -44,4 +44,4 @@ def load_project(profile: str | None = None, root: Path | None = None,
     raw = cat.load_raw(cat.stacks_dir(root))
     config = load_config(root, profile, environ, cat.secret_specs(raw),
                          env_dir=env_dir_from(environ), write_secrets=write)
-    return Project(config, cat.resolve(raw, config.public))
+    return Project(config, cat.resolve(raw, config.public, root))

@@ -39,8 +39,11 @@ class SecretSpec:
 
 def ensure_secrets(path: Path, specs: list[SecretSpec], write: bool = True
                    ) -> tuple[dict[str, str], list[str]]:
-    if not write:
-        return _ensure_secrets(path, specs, write)
+    values, missing = _ensure_secrets(path, specs, write=False)
+    if write and path.exists() and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # tighten a file someone loosened; the values stay
+    if not write or not missing:
+        return values, []
     # two first runs at once: the second reads what the first saved, never makes its own
     with locked(path.parent, path.name):
         return _ensure_secrets(path, specs, write)
@@ -76,7 +79,7 @@ def _ensure_secrets(path: Path, specs: list[SecretSpec], write: bool
         merged = dict(existing)
         merged.update({spec.key: spec.generate() for spec in missing})
         if not write:
-            return merged, []
+            return merged, [spec.key for spec in missing]
         atomic_write(path, format_env(merged, SECRETS_HEADER), mode=0o600)
         existing = merged
     return existing, [spec.key for spec in missing]

@@ -249,17 +249,25 @@ def _unsafe(value: str) -> tuple[str, str] | None:
         f"list some of {', '.join(UNSAFE_CHOICES)}, comma-separated"
 
 
+def _unspecified(value: str) -> bool:
+    """0.0.0.0, ::, ::0, 0:0:0:0:0:0:0:0...: every address of the host."""
+    try:
+        return ipaddress.ip_address(value).is_unspecified
+    except ValueError:
+        return False
+
+
 def unsafe_problems(values: dict[str, str], resolve_path: Callable[[str], str]
                     ) -> list[tuple[str, str, str]]:
     """(key, message, fix) for each choice that needs ALLOW_UNSAFE and does not have it."""
     allowed = {x.strip() for x in values.get("ALLOW_UNSAFE", "").split(",") if x.strip()}
     found = []
-    if values.get("BIND_ADDRESS") in ("0.0.0.0", "::") and "bind-all" not in allowed:
+    if _unspecified(values.get("BIND_ADDRESS", "")) and "bind-all" not in allowed:
         found.append(("BIND_ADDRESS", "publishes every service port on every network of the "
                       "host", "bind to 127.0.0.1 or one address, or add bind-all to "
                       "ALLOW_UNSAFE"))
     for key in ("PUID", "PGID"):
-        if values.get(key) == "0" and "root-ids" not in allowed:
+        if values.get(key, "").isdigit() and int(values[key]) == 0 and "root-ids" not in allowed:
             found.append((key, "is 0: the media apps and their files would run as root",
                           "use your own user's id (id -u), or add root-ids to ALLOW_UNSAFE"))
     data_root = values.get("DATA_ROOT", "")
@@ -272,9 +280,9 @@ def unsafe_problems(values: dict[str, str], resolve_path: Callable[[str], str]
 
 
 def _text(value: str) -> tuple[str, str] | None:
-    if value.isprintable() and not any(ch in value for ch in "\"`$"):
+    if value.isprintable() and not any(ch in value for ch in "'\"\\`$"):
         return None
-    return (f"{value!r} contains a control character, a quote, a backslash or a $",
+    return (f"{value!r} contains a control character, a quote, a backslash, a backtick or a $",
             "use plain printable text")
 
 

@@ -97,7 +97,7 @@ def _host_environ(c: Any, name: str, profile: str) -> dict[str, str]:
     from infra.inventory import inventory_of
     from infra.project import load_project
 
-    base = load_project(profile or None)
+    base = load_project(profile or None, write=False)  # the host's settings only
     inventory = inventory_of(base.config, base.catalogue)
     return host_task_environ(c, inventory.hosts[name], base.config, dict(os.environ))
 

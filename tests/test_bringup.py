@@ -432,3 +432,35 @@ def test_a_failed_pull_gets_a_hint_with_the_fix() -> None:
         {"monitoring": schedule.StackOutcome("monitoring", schedule.FAILED,
                                              failures=(unhealthy,))}))
     assert "IMAGE_MIRROR" not in text
+
+
+@pytest.mark.tools
+def test_a_key_copy_that_cannot_be_written_fails_the_step(tmp_path: Path) -> None:
+    """A failure inside the copy stops the script (set -e alone would not, inside &&), and the
+    empty folder an engine made for a missing bind source is replaced by the file."""
+    if os.geteuid() != 0:
+        pytest.skip("chown to other users needs root")
+    bin_dir = _busybox_bin(tmp_path)
+    for applet in ("cmp", "cp", "mv", "dirname", "rm", "rmdir"):
+        if not (bin_dir / applet).exists():
+            (bin_dir / applet).symlink_to(bin_dir / "sh")
+    data = tmp_path / "data"
+    (data / "keys/zot/zot/k.pem").mkdir(parents=True)  # what an engine leaves
+    original = tmp_path / "k.pem"
+    original.write_text("KEY\n")
+    copies = [ownership.KeyCopy("zot", "zot", str(original), "keys/zot/zot/k.pem", (7, 7))]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        script = "\n".join([ownership.ownership_script([], False, base=str(data)),
+                            ownership.key_script(copies, [str(original)], False)])
+        return subprocess.run([str(bin_dir / "sh"), "-c", script], capture_output=True,
+                              text=True, env={"PATH": str(bin_dir)})
+
+    done = run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (data / "keys/zot/zot/k.pem").read_text() == "KEY\n"
+    shutil.rmtree(data / "keys/zot")
+    (data / "keys/zot").write_text("a file where the service's folder goes\n")
+    original.write_text("NEW\n")
+    failed = run()  # its folder cannot be made: the step fails, it does not pass over it
+    assert failed.returncode == 4 and "failed-key keys/zot/zot/k.pem" in failed.stdout

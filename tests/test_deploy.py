@@ -216,3 +216,34 @@ def test_sockets_without_tcp_are_left_alone() -> None:
         disable_nagle(SimpleNamespace(sock=left))
     disable_nagle(SimpleNamespace(sock=object()))
     disable_nagle(None)
+
+
+def test_a_jump_host_is_verified_like_the_host(tmp_path: Path) -> None:
+    """fabric builds its own Connection for a ProxyJump hop, which would accept any key."""
+    import fabric
+    import paramiko
+
+    from infra.deploy.connection import Connection, _RefuseUnknown
+
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    config = fabric.Config(ssh_config=paramiko.SSHConfig.from_text(
+        "Host target\n  ProxyJump hop1,jumper@hop2:2222\n"))
+    conn = Connection("target", config=config, known_hosts=[str(known)])
+    hops = []
+    gateway = conn.gateway
+    while isinstance(gateway, fabric.Connection):
+        assert isinstance(gateway, Connection), gateway
+        assert isinstance(gateway.client._policy, _RefuseUnknown)
+        hops.append((gateway.host, gateway.port))
+        gateway = gateway.gateway
+    assert sorted(hops) == [("hop1", 22), ("hop2", 2222)]  # every hop, in fabric's order
+
+
+def test_services_with_key_copies_are_recreated_when_a_key_changes(tmp_path: Path) -> None:
+    from infra.bringup.plan import KEYS_STATE, services_mounting
+    from tests.support.rendering import load
+
+    traefik = load(tmp_path).catalogue["traefik"]
+    assert services_mounting(traefik, [KEYS_STATE]) == ("traefik",)
+    assert services_mounting(traefik, []) == ()

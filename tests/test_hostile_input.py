@@ -305,3 +305,29 @@ def test_a_credential_an_env_file_cannot_carry_is_refused_by_name(env_dir: Path)
     [problem] = problems
     assert problem.key == "CF_DNS_API_TOKEN" and problem.line == 1
     assert token not in str(problem) and "single quote" in str(problem)
+
+
+@pytest.mark.parametrize("setting, value", [("BIND_ADDRESS", "::0"),
+                                            ("BIND_ADDRESS", "0:0:0:0:0:0:0:0"),
+                                            ("PUID", "00"), ("PGID", "000")])
+def test_an_opt_in_is_not_dodged_by_another_spelling(env_dir: Path, setting: str,
+                                                     value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT, None, {setting: value}, env_dir=env_dir)
+    assert "ALLOW_UNSAFE" in str(error.value)
+
+
+def test_relative_key_and_ca_paths_are_the_project_s(env_dir: Path) -> None:
+    """With the default CERTS_DIR=certs, the shell and the engine get absolute paths: the
+    ownership step runs in DATA_ROOT, and docker resolves a relative bind source elsewhere."""
+    from infra.bringup.ownership import key_copies
+    from infra.bringup.probes import tls_checks
+    from infra.project import load_project
+
+    project = load_project(None, environ={"INFRA_ENV_DIR": str(env_dir)}, write=False)
+    assert project.config["CERTS_DIR"] == "certs"
+    traefik = project.catalogue["traefik"]
+    [copy] = key_copies([traefik])
+    assert copy.source == str(ROOT / "certs" / "ingress-key.pem")
+    [check] = tls_checks(traefik)
+    assert check.ca == str(ROOT / "certs" / "ca.pem")

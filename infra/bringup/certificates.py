@@ -51,13 +51,18 @@ def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
     if before and marker.is_file() and marker.read_text().strip() == before:
         return []
     spec = pki.pki_spec(config)
-    if dry:
-        plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
+    plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
+    if dry or plan.problems or not (plan.steps or plan.protect):
         if plan.problems:
             raise ConfigError(list(plan.problems))
-        return ([f"make {key} readable by its owner only" for key in plan.protect]
-                + [f"{step.action} certificate {step.item} ({step.reason})"
-                   for step in plan.steps])
+        if dry:
+            return ([f"make {key} readable by its owner only" for key in plan.protect]
+                    + [f"{step.action} certificate {step.item} ({step.reason})"
+                       for step in plan.steps])
+        after = fingerprint(project)
+        if after:
+            atomic_write(marker, after + "\n")
+        return []
     with locked(spec.certs_dir, "certificates"):  # one CA, even when two runs start at once
         plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
         if plan.problems:

@@ -91,10 +91,14 @@ def key_script(copies: Sequence[KeyCopy], sources: Sequence[str], dry: bool) -> 
         src, dst = shlex.quote(source), shlex.quote(copy.copy)
         want = f"{copy.owner_text}:{KEY_MODE}"
         new = shlex.quote(copy.copy + ".new")
+        # one block that fails as a whole (set -e does not stop inside an && list), after
+        # removing the empty folder an engine makes for a bind source that was missing
         write = (f"echo would-key {dst} - {copy.owner_text}" if dry else
-                 f"mkdir -p \"$(dirname {dst})\" && chmod 0700 keys && "
-                 f"cp {src} {new} && chown {copy.owner_text} {new} && chmod 0{KEY_MODE} {new} "
-                 f"&& mv -f {new} {dst} && echo key {dst} - {copy.owner_text}")
+                 f"{{ {{ [ ! -d {dst} ] || rmdir {dst}; }} && mkdir -p \"$(dirname {dst})\" "
+                 f"&& chmod 0700 keys && cp {src} {new} && chown {copy.owner_text} {new} && "
+                 f"chmod 0{KEY_MODE} {new} && mv -f {new} {dst} && "
+                 f"echo key {dst} - {copy.owner_text}; }} || "
+                 f"{{ echo failed-key {dst}; rm -f {new} 2>/dev/null || true; exit 4; }}")
         lines.append(
             f"if [ ! -f {src} ]; then echo missing-key {dst} {src}; exit 3; fi; "
             f"if [ -f {dst} ] && cmp -s {src} {dst} && "

@@ -11,6 +11,7 @@ from .ownership import KeyCopy, OwnershipFix, key_copies, ownership_fixes
 from .state import StackRecord
 
 CREATE, UPDATE, SKIP = "create", "update", "unchanged"
+KEYS_STATE = "keys.state"  # a recorded entry: the key files the stack's containers copy
 STOP, ABSENT = "stop", "absent"
 
 
@@ -134,6 +135,9 @@ def services_mounting(stack: Stack, changed_files: Iterable[str]) -> tuple[str, 
     changed = list(changed_files)
     hit = []
     for service in stack.services:
+        if KEYS_STATE in changed and any(v.kind == "key" for v in service.volumes):
+            hit.append(service.name)  # a key file changed: its copy is re-mounted
+            continue
         for volume in service.volumes:
             if volume.kind != "config":
                 continue

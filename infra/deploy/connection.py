@@ -53,6 +53,14 @@ def known_hosts_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+def _key_file_kind(key_type: str) -> str:
+    """The word in sshd's host key file name: ed25519, ecdsa, rsa."""
+    for kind in ("ed25519", "ecdsa", "rsa", "dsa"):
+        if kind in key_type:
+            return kind
+    return key_type
+
+
 class _RefuseUnknown(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     def __init__(self, port: int, files: Sequence[str]):
         self.port = port
@@ -66,7 +74,7 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
             f"({', '.join(self.files) or USER_KNOWN_HOSTS}); it offered a {key.get_name()} key "
             f"{fingerprint(key)}. Refused: nothing is sent to a host that is not verified.\n"
             f"    fix: compare that fingerprint with the host's own (on it: ssh-keygen -lf "
-            f"/etc/ssh/ssh_host_{key.get_name().removeprefix('ssh-')}_key.pub), then record it "
+            f"/etc/ssh/ssh_host_{_key_file_kind(key.get_name())}_key.pub), then record it "
             f"once: ssh-keyscan -p {self.port} -t {key.get_name()} {host} >> {where}")
 
 
@@ -74,8 +82,25 @@ class Connection(fabric.Connection):  # type: ignore[misc]
     """``known_hosts``: more known_hosts files (the inventory's), besides the user's."""
 
     def __init__(self, *args: Any, known_hosts: Sequence[str] = (), **kwargs: Any) -> None:
+        # before fabric's __init__ (it builds the jump hosts), and past invoke's attribute
+        # proxy (which needs a config that does not exist yet)
+        self.__dict__["extra_known_hosts"] = tuple(known_hosts)
         super().__init__(*args, **kwargs)
         self.known_hosts_files = verify_host_keys(self.client, known_hosts, int(self.port))
+
+    def get_gateway(self) -> Any:
+        """A jump host (ProxyJump) is verified like the host itself: fabric builds its own
+        Connection for it, which would accept any key."""
+        return self._verified(super().get_gateway())
+
+    def _verified(self, gateway: Any) -> Any:
+        if not isinstance(gateway, fabric.Connection) or isinstance(gateway, Connection):
+            return gateway
+        return Connection(gateway.host, user=gateway.user, port=gateway.port,
+                          config=gateway.config, gateway=self._verified(gateway.gateway),
+                          connect_kwargs=gateway.connect_kwargs,
+                          connect_timeout=gateway.connect_timeout,
+                          known_hosts=self.extra_known_hosts)
 
     def open(self) -> Any:
         try:

@@ -51,7 +51,7 @@ def _inventory() -> Any:
     from ..inventory import inventory_of
     from ..project import load_project
 
-    project = load_project()
+    project = load_project(write=False)  # the inventory only: nothing written here
     return inventory_of(project.config, project.catalogue)
 
 

@@ -128,8 +128,14 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         say(target.name, f"uploaded {len(uploaded)} file(s), removed {len(transfer.delete)}, "
                          f"{transfer.unchanged} unchanged")
 
-    digests = {n: rendered[n].digest for n in stacks}
-    stack_files = {n: {rel: _sha(text) for rel, text in rendered[n].files.items()}
+    # the key files, as they are here (the host's are uploaded copies of them): a changed one
+    # updates its stack even when the upload that carried it was cut off before the bring-up
+    key_states = {n: _local_keys_state(project.catalogue[n], remote,
+                                       base.config.path("CERTS_DIR")) for n in stacks}
+    digests = {n: _sha(rendered[n].digest + key_states[n]) if key_states[n]
+               else rendered[n].digest for n in stacks}
+    stack_files = {n: {**{rel: _sha(text) for rel, text in rendered[n].files.items()},
+                       **({plan.KEYS_STATE: key_states[n]} if key_states[n] else {})}
                    for n in stacks}
     containers, networks = facts.read_engine_state(conn)
     up_plan = plan.plan_up(project.catalogue, list(stacks), digests, stack_files,
@@ -187,6 +193,23 @@ def _sha(text: str) -> str:
     from ..fsutil import sha256_hex
 
     return sha256_hex(text)
+
+
+def _local_keys_state(stack: Any, remote: lay.RemoteLayout, local_certs: Path) -> str:
+    """Size and modification time of the local originals of the stack's key files ('' when it
+    has none)."""
+    prefix = remote.certs_dir + "/"
+    parts = []
+    for service, volume in key_volumes(stack):
+        source = volume.source
+        local = local_certs / source.removeprefix(prefix) if source.startswith(prefix) \
+            else Path(source)
+        try:
+            info = local.stat()
+            parts.append(f"{service.name}:{volume.target}:{info.st_size}:{info.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{service.name}:{volume.target}:absent")
+    return _sha("\n".join(parts)) if parts else ""
 
 
 def _recreate_for_changed_keys(up_plan: Any, catalogue: Any, uploaded: Sequence[str]) -> Any:

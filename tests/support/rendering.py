@@ -65,7 +65,7 @@ def project_with(names: list[str], env_dir: Path, build_dir: Path, profile: str 
     raw = {name: doc for name, doc in raw_all.items() if name in wanted}
     config = load_config(PROJECT_ROOT, profile, {"BUILD_DIR": str(build_dir)},
                          cat.secret_specs(raw), env_dir=env_dir)
-    return Project(config, cat.resolve(raw, config.public))
+    return Project(config, cat.resolve(raw, config.public, PROJECT_ROOT))
 
 
 def single_stack_project(root: Path, stack: str) -> Project:
