@@ -7,7 +7,6 @@ stack description cannot forget it; documented exceptions go through a service's
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -19,7 +18,6 @@ from .mirror import mirror_image
 
 STACK_LABEL = "io.stackyard.stack"
 SERVICE_LABEL = "io.stackyard.service"
-KEYS_LABEL = "io.stackyard.keys"  # digest of the key files the service gets copies of
 FORWARD_AUTH_MIDDLEWARE = "authentik@file"  # defined in templates/traefik/dynamic
 OUTPOST_SERVICE = "authentik-outpost@file"  # the embedded outpost, same file
 OUTPOST_PATH = "/outpost.goauthentik.io/"
@@ -109,26 +107,6 @@ def _volume(volume: Any, config: Config, stack: Stack, service: Service) -> str:
                                   fix="use kind: data, config, socket, host or key"))
     read_only = volume.read_only or volume.kind in ("config", "key")
     return f"{source}:{volume.target}" + (":ro" if read_only else "")
-
-
-def keys_digest(keys: list[Any], config: Config) -> str:
-    """A digest of the service's key files as they are here: their size and modification time,
-    never their content (a credentials file's hash could be brute-forced). A missing one
-    counts as absent. ``atomic_write`` leaves an unchanged file untouched, so the digest moves
-    only when a key really changed."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for volume in keys:
-        path = PurePosixPath(volume.source)
-        local = path if path.is_absolute() else config.project_root / path
-        digest.update(volume.target.encode() + b"\0")
-        try:
-            info = os.stat(local)
-            digest.update(f"{info.st_size}:{info.st_mtime_ns}".encode())
-        except OSError:
-            digest.update(b"absent")
-    return digest.hexdigest()
 
 
 def _port(port: Any, config: Config) -> str:
@@ -225,9 +203,6 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
         doc["depends_on"] = _depends_on(stack, service)
     labels = {STACK_LABEL: stack.name, SERVICE_LABEL: service.name}
     labels.update(traefik_labels(stack, service, config))
-    keys = [v for v in service.volumes if v.kind == "key"]
-    if keys:  # a new key changes the definition: compose recreates the service to mount it
-        labels[KEYS_LABEL] = keys_digest(keys, config)
     doc["labels"] = labels
     doc["security_opt"] = ["no-new-privileges:true"]
     doc["cap_drop"] = ["ALL"]

@@ -140,6 +140,31 @@ def test_a_changed_mounted_file_updates_only_its_stack_and_services(project  # t
     assert not set(untouched) & set(step.recreate)
 
 
+def test_a_renewed_key_updates_its_stack_and_recreates_who_copies_it(project  # type: ignore[no-untyped-def]
+                                                                       ) -> None:
+    """A key file changed (renewed) while nothing rendered did: the stack is updated, its key
+    copies refreshed and the services that mount one recreated (a bind-mounted file keeps the
+    old inode until then); the others stay."""
+    import os
+
+    certs = project.config.path("CERTS_DIR")
+    certs.mkdir(parents=True, exist_ok=True)
+    key = certs / "ingress-key.pem"
+    key.write_text("KEY-1\n")
+    names, prepared = _prepared(project)
+    assert plan.KEYS_STATE in prepared["traefik"].files
+    records = {n: state.StackRecord(p.digest, p.files) for n, p in prepared.items()}
+    key.write_text("KEY-2\n")
+    os.utime(key, ns=(1, 1))  # a different time for sure, whatever the clock's resolution
+    _, again = _prepared(project)
+    up = plan.plan_up(project.catalogue, names, {n: p.digest for n, p in again.items()},
+                      {n: p.files for n, p in again.items()}, records,
+                      _running(project, names), networks(project.catalogue))
+    assert up.to_apply == ["traefik"]
+    assert up.steps["traefik"].recreate == ("traefik",)
+    assert [k.copy for k in up.keys] == ["keys/traefik/traefik/ingress-key.pem"]
+
+
 def test_an_unhealthy_or_missing_service_is_brought_up_again(project  # type: ignore[no-untyped-def]
                                                             ) -> None:
     names, prepared = _prepared(project)

@@ -15,10 +15,12 @@ user is another uid, and to uid 0 too once every capability is dropped (no DAC o
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..catalogue import Stack, data_volumes, key_copy, key_volumes
+from ..fsutil import sha256_hex
 from . import commands as cmd
 
 MOUNT_POINT = "/stackyard-data"
@@ -81,6 +83,22 @@ def key_copies(stacks: Iterable[Stack], data_root: str = "") -> list[KeyCopy]:
             copies.append(KeyCopy(stack.name, service.name, volume.source,
                                   key_copy(stack, service, volume), owner))
     return copies
+
+
+def keys_state(stack: Stack, local: Callable[[str], Path] = Path) -> str:
+    """Size and modification time of the originals of the stack's key files ('' when it has
+    none): recorded with the stack, so a changed key updates it and recreates the services
+    that mount a copy (plan.services_mounting). Never their content: a credentials file's
+    hash could be brute-forced. ``local``: where an original is on this machine (a deploy
+    maps the host's paths back to the local CERTS_DIR)."""
+    parts = []
+    for service, volume in key_volumes(stack):
+        try:
+            info = local(volume.source).stat()
+            parts.append(f"{service.name}:{volume.target}:{info.st_size}:{info.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{service.name}:{volume.target}:absent")
+    return sha256_hex("\n".join(parts)) if parts else ""
 
 
 def key_script(copies: Sequence[KeyCopy], sources: Sequence[str], dry: bool) -> str:

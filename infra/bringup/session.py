@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ..fsutil import sha256_hex
 from .commands import ComposeTarget
 from .facts import combined_digest, file_digests
-from .plan import project_name
+from .ownership import keys_state
+from .plan import KEYS_STATE, project_name
 
 if TYPE_CHECKING:
     from ..project import Project
@@ -34,6 +35,9 @@ def prepare_stacks(project: Project, names: Sequence[str], write: bool = True
     for name in names:
         item = rendered[name]
         files = _digests(item, write)
+        keys = keys_state(project.catalogue[name])
+        if keys:
+            files[KEYS_STATE] = keys
         prepared[name] = PreparedStack(
             name, ComposeTarget(project_name(name), Path(item.directory), Path(item.compose_file)),
             files, combined_digest(files))

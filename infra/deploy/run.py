@@ -87,6 +87,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
             options: DeployOptions, say: Say, begin: float) -> summary.HostResult:
     from ..bringup import apply, facts, plan, schedule, session, state
     from ..bringup.commands import ComposeTarget
+    from ..bringup.ownership import keys_state
     from ..project import load_project
     from ..render import render_stacks
 
@@ -130,8 +131,13 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
 
     # the key files, as they are here (the host's are uploaded copies of them): a changed one
     # updates its stack even when the upload that carried it was cut off before the bring-up
-    key_states = {n: _local_keys_state(project.catalogue[n], remote,
-                                       base.config.path("CERTS_DIR")) for n in stacks}
+    local_certs, prefix = base.config.path("CERTS_DIR"), remote.certs_dir + "/"
+
+    def local(source: str) -> Path:
+        return local_certs / source.removeprefix(prefix) if source.startswith(prefix) \
+            else Path(source)
+
+    key_states = {n: keys_state(project.catalogue[n], local) for n in stacks}
     digests = {n: _sha(rendered[n].digest + key_states[n]) if key_states[n]
                else rendered[n].digest for n in stacks}
     stack_files = {n: {**{rel: _sha(text) for rel, text in rendered[n].files.items()},
@@ -142,8 +148,6 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                            state.load_state(config.build_dir),
                            facts.containers_by_project(containers), networks)
     up_plan = _recreate_for_changed_files(up_plan, project.catalogue, uploaded, remote)
-    # a stack whose compose file did not change still re-copies and re-mounts a renewed key
-    up_plan = _recreate_for_changed_keys(up_plan, project.catalogue, uploaded)
     helper = session.mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))
     result_kwargs: dict[str, Any] = {"uploaded": uploaded, "deleted": tuple(transfer.delete)}
     if up_plan.changes_nothing:
@@ -193,41 +197,6 @@ def _sha(text: str) -> str:
     from ..fsutil import sha256_hex
 
     return sha256_hex(text)
-
-
-def _local_keys_state(stack: Any, remote: lay.RemoteLayout, local_certs: Path) -> str:
-    """Size and modification time of the local originals of the stack's key files ('' when it
-    has none)."""
-    prefix = remote.certs_dir + "/"
-    parts = []
-    for service, volume in key_volumes(stack):
-        source = volume.source
-        local = local_certs / source.removeprefix(prefix) if source.startswith(prefix) \
-            else Path(source)
-        try:
-            info = local.stat()
-            parts.append(f"{service.name}:{volume.target}:{info.st_size}:{info.st_mtime_ns}")
-        except OSError:
-            parts.append(f"{service.name}:{volume.target}:absent")
-    return _sha("\n".join(parts)) if parts else ""
-
-
-def _recreate_for_changed_keys(up_plan: Any, catalogue: Any, uploaded: Sequence[str]) -> Any:
-    from ..bringup.ownership import key_copies
-    from ..bringup.plan import SKIP, UPDATE, StackStep
-
-    steps = dict(up_plan.steps)
-    keys = list(up_plan.keys)
-    for name, step in up_plan.steps.items():
-        hit = [(s.name, v.source) for s, v in key_volumes(catalogue[name]) if v.source in uploaded]
-        if not hit:
-            continue
-        services = tuple(dict.fromkeys([*step.recreate, *(service for service, _ in hit)]))
-        steps[name] = StackStep(name, UPDATE if step.action == SKIP else step.action,
-                                step.reason if step.action != SKIP else "a key file changed",
-                                recreate=services, changed_files=step.changed_files)
-        keys += [k for k in key_copies([catalogue[name]]) if k not in keys]
-    return replace(up_plan, steps=steps, keys=keys)
 
 
 def _recreate_for_changed_files(up_plan: Any, catalogue: Any, uploaded: Sequence[str],
