@@ -167,7 +167,7 @@ def load_config(
         raise ConfigError(problems)
 
     specs = secret_specs or []
-    shadowing = [spec for spec in specs if spec.key in defaults_keys(merged)]
+    shadowing = [spec for spec in specs if spec.key in merged]  # settings only, so far
     if shadowing:
         raise ConfigError([Problem(f"a stack declares the secret {spec.key}, which is also a "
                                    "setting of env/defaults.env: one would hide the other",
@@ -187,10 +187,6 @@ def load_config(
             merged[spec.key] = Setting(spec.key, values[spec.key], "secret", secrets_display,
                                        secret=True)
     return Config(profile, project_root, env_dir, merged, tuple(generated))
-
-
-def defaults_keys(merged: Mapping[str, Setting]) -> set[str]:
-    return {key for key, setting in merged.items() if not setting.secret}
 
 
 def _apply_profile(profile: str, env_dir: Path, root: Path, merged: dict[str, Setting]

@@ -7,7 +7,6 @@ values, catalogue documents of the wrong shape, options of the wrong type.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +28,6 @@ def invoke(env_dir: Path, *args: str, **environ: str) -> subprocess.CompletedPro
                 **environ})
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=120)
-
-
-@pytest.fixture
-def env_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "env"
-    target.mkdir()
-    shutil.copy(ROOT / "env" / "defaults.env", target / "defaults.env")
-    return target
 
 
 @pytest.mark.parametrize("case", ["not-utf8", "directory"])

@@ -51,30 +51,29 @@ def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
     if before and marker.is_file() and marker.read_text().strip() == before:
         return []
     spec = pki.pki_spec(config)
-    plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
-    if dry or plan.problems or not (plan.steps or plan.protect):
-        if plan.problems:
-            raise ConfigError(list(plan.problems))
-        if dry:
-            return ([f"make {key} readable by its owner only" for key in plan.protect]
-                    + [f"{step.action} certificate {step.item} ({step.reason})"
-                       for step in plan.steps])
-        after = fingerprint(project)
-        if after:
-            atomic_write(marker, after + "\n")
-        return []
-    with locked(spec.certs_dir, "certificates"):  # one CA, even when two runs start at once
+
+    def planned() -> Any:
         plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
         if plan.problems:
             raise ConfigError(list(plan.problems))
-        done = ([f"made {key} readable by its owner only" for key in plan.protect]
+        return plan
+
+    def lines(plan: Any, verb: str) -> list[str]:
+        return ([f"{verb} {key} readable by its owner only" for key in plan.protect]
                 + [f"{step.action} certificate {step.item} ({step.reason})"
                    for step in plan.steps])
-        if plan.steps or plan.protect:
+
+    plan = planned()
+    if dry:
+        return lines(plan, "make")
+    done: list[str] = []
+    if plan.steps or plan.protect:
+        with locked(spec.certs_dir, "certificates"):  # one CA, even when two runs start at once
+            plan = planned()  # again: the other run may have done it meanwhile
+            done = lines(plan, "made")
             paths = pki.cert_paths(config)
-            cfssl = pki.Cfssl()
             pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
-            pki.apply_plan(plan, spec, cfssl, paths.rendered_dir)
+            pki.apply_plan(plan, spec, pki.Cfssl(), paths.rendered_dir)
             pki.write_chains(spec)
     after = fingerprint(project)
     if after:
