@@ -105,7 +105,10 @@ class Service:
     depends_on: Mapping[str, str] = field(default_factory=dict)  # service -> condition
     routes: tuple[Route, ...] = ()
     networks: tuple[str, ...] = ()  # extra networks besides the stack's own
-    aliases: tuple[str, ...] = ()  # more DNS names on the stack network (shared: round robin)
+    aliases: tuple[str, ...] = ()  # more DNS names on its home network (shared: round robin)
+    # joins the stack's internal network instead of its own network: nothing routed, published
+    # or outside the stack's internal network can reach it (databases, Mimir's ring)
+    internal: bool = False
     user: str = ""  # "uid:gid" the process runs as (documentation + compose `user:`)
     oneshot: bool = False  # runs to completion (e.g. the mc bucket job)
     cap_add: tuple[str, ...] = ()
@@ -132,6 +135,13 @@ class Stack:
     secrets: tuple[SecretSpec, ...]
     ingress: bool = False  # the ingress joins every network that has routed services
     directory: Path = Path()
+    # an `internal` network (no route outside the engine, never joined by the ingress) for
+    # the stack's backends; '' when it has none
+    internal_network: str = ""
+
+    def home_network(self, service: Service) -> str:
+        """The network ``service`` is reached on by its own name (and its aliases)."""
+        return self.internal_network if service.internal else self.network
 
     def service(self, name: str) -> Service:
         for service in self.services:
@@ -185,12 +195,13 @@ def load_raw(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 # Every key the format knows (stacks/README.md): anything else is a typo, not ignored.
-STACK_KEYS = ("name", "title", "description", "network", "depends_on", "ingress", "secrets",
+STACK_KEYS = ("name", "title", "description", "network", "internal_network", "depends_on",
+              "ingress", "secrets",
               "services")
 SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", "secret_env",
                 "credentials_from", "volumes", "ports", "health", "depends_on", "routes",
                 "networks", "aliases", "user", "oneshot", "cap_add", "read_only", "tmpfs",
-                "ingress", "memory", "cpus", "pids", "compose")
+                "ingress", "internal", "memory", "cpus", "pids", "compose")
 PART_KEYS = {
     "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
     "ports": ("published", "target", "protocol", "bind"),
@@ -333,8 +344,9 @@ def _build_stack(name: str, doc: Mapping[str, Any], path: Path) -> Stack:
         depends_on=tuple(doc.get("depends_on") or ()),
         services=services,
         secrets=tuple(secret_specs({name: doc})),
-        ingress=bool(doc.get("ingress", False)),
+        ingress=_yes_no(doc, "ingress", name, str(path)),
         directory=path.parent,
+        internal_network=str(doc.get("internal_network") or ""),
     )
 
 
@@ -387,11 +399,12 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         networks=tuple(spec.get("networks") or ()),
         aliases=tuple(str(a) for a in spec.get("aliases") or ()),
         user=str(spec.get("user", "")),
-        oneshot=bool(spec.get("oneshot", False)),
+        oneshot=_yes_no(spec, "oneshot", name, where),
         cap_add=tuple(spec.get("cap_add") or ()),
-        read_only=bool(spec.get("read_only", False)),
+        read_only=_yes_no(spec, "read_only", name, where),
         tmpfs=tuple(spec.get("tmpfs") or ()),
-        ingress=bool(spec.get("ingress", False)),
+        ingress=_yes_no(spec, "ingress", name, where),
+        internal=_yes_no(spec, "internal", name, where),
         memory=str(spec.get("memory", "512m")),
         cpus=str(spec.get("cpus", "1.0")),
         pids=int(spec.get("pids", 256)),
@@ -406,6 +419,16 @@ def _port_number(spec: Any, key: str, service: str, where: str) -> int:
                                   key=f"{service}.ports", file=where,
                                   fix="a number from 1 to 65535 (or a *_PORT setting)"))
     return int(value)
+
+
+def _yes_no(spec: Mapping[str, Any], key: str, name: str, where: str) -> bool:
+    """A catalogue switch: YAML true or false only ("false" in quotes is a typo, not true)."""
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(Problem(f"{key} of {name} is {value!r}, not true or false",
+                                  key=f"{name}.{key}", file=where,
+                                  fix=f"write {key}: true or {key}: false, without quotes"))
+    return value
 
 
 def as_flag(value: Any) -> bool:
@@ -483,6 +506,16 @@ def _check(catalogue: Catalogue) -> None:
                         f"key {volume.source} has no owner", key=f"{stack.name}.{service.name}",
                         file=where, fix="set owner: to the uid:gid the container reads it as "
                                         "(its user:, or the user in its image's contract)"))
+            if service.internal and (not stack.internal_network or service.routes
+                                     or service.ports or service.ingress):
+                problems.append(Problem(
+                    "is internal but " + ("its stack has no internal_network"
+                                          if not stack.internal_network else
+                                          "has routes or published ports, which an internal "
+                                          "network cannot carry"),
+                    key=f"{stack.name}.{service.name}", file=where,
+                    fix="set internal_network: <stack>_internal on the stack, and route or "
+                        "publish only services on the stack's own network"))
             for alias in service.aliases:
                 if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", alias) \
                         or alias in owner_of:
@@ -590,7 +623,8 @@ def networks(catalogue: Catalogue) -> dict[str, list[str]]:
     """External network -> stacks attached to it (own network, extra ones, ingress)."""
     attached: dict[str, list[str]] = {}
     for stack in catalogue.stacks.values():
-        for net in [stack.network, *(n for s in stack.services for n in s.networks)]:
+        own = [stack.network, *([stack.internal_network] if stack.internal_network else [])]
+        for net in [*own, *(n for s in stack.services for n in s.networks)]:
             attached.setdefault(net, [])
             if stack.name not in attached[net]:
                 attached[net].append(stack.name)
@@ -601,6 +635,11 @@ def networks(catalogue: Catalogue) -> dict[str, list[str]]:
                 if stack.name not in attached[routed]:
                     attached[routed].append(stack.name)
     return attached
+
+
+def internal_networks(catalogue: Catalogue) -> set[str]:
+    """Networks created with ``--internal``: the stacks' backend networks."""
+    return {s.internal_network for s in catalogue.stacks.values() if s.internal_network}
 
 
 def routed_networks(catalogue: Catalogue) -> list[str]:

@@ -189,12 +189,13 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
         doc["tmpfs"] = list(service.tmpfs)
     if service.ports:
         doc["ports"] = [_port(p, config) for p in service.ports]
-    networks = [stack.network, *service.networks]
+    networks = [stack.home_network(service), *service.networks]
     if stack.ingress and (service.ingress or not any(s.ingress for s in stack.services)):
         networks += routed_networks(catalogue)
     doc["networks"] = list(dict.fromkeys(networks))
     if service.aliases:
-        doc["networks"] = {net: {"aliases": list(service.aliases)} if net == stack.network
+        home = stack.home_network(service)
+        doc["networks"] = {net: {"aliases": list(service.aliases)} if net == home
                            else None for net in doc["networks"]}
     health = _healthcheck(service)
     if health:

@@ -17,10 +17,6 @@ from tests.support.rendering import load
 
 pytestmark = pytest.mark.unit
 
-SHARED_NETWORKS = {"traefik_default", "auth_default", "monitoring_default", "storage_default",
-                   "registry_default", "media_default"}
-
-
 def test_my_stacks_and_their_order(tmp_path: Path) -> None:
     catalogue = load(tmp_path).catalogue
     for name in ("traefik", "auth", "minio", "zot"):
@@ -32,10 +28,24 @@ def test_my_stacks_and_their_order(tmp_path: Path) -> None:
     assert catalogue["zot"].network == "registry_default"
 
 
-def test_every_network_is_a_known_shared_one(tmp_path: Path) -> None:
+def test_the_ingress_joins_routed_networks_only(tmp_path: Path) -> None:
     catalogue = load(tmp_path).catalogue
-    assert set(cat.networks(catalogue)) <= SHARED_NETWORKS
-    assert "traefik" in cat.networks(catalogue)["auth_default"]
+    joined = {net for net, stacks in cat.networks(catalogue).items() if "traefik" in stacks}
+    routed = set(cat.routed_networks(catalogue))
+    assert joined == routed | {catalogue["traefik"].network}
+    assert not joined & cat.internal_networks(catalogue)
+
+
+def test_backends_sit_on_internal_networks_only(tmp_path: Path) -> None:
+    catalogue = load(tmp_path).catalogue
+    internal = cat.internal_networks(catalogue)
+    assert {"auth_internal", "monitoring_internal"} <= internal
+    for stack, service in (("auth", "postgresql"), ("monitoring", "mimir-1"),
+                           ("monitoring", "mimir-3")):
+        home = catalogue[stack].home_network(catalogue[stack].service(service))
+        assert home in internal, f"{stack}/{service} is reachable from {home}"
+        routed_by_ingress = set(cat.routed_networks(catalogue))
+        assert not {home, *catalogue[stack].service(service).networks} & routed_by_ingress
 
 
 def test_every_service_declares_health_and_every_route_its_auth(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.catalogue import networks, stack_layers
+from infra.catalogue import internal_networks, networks, stack_layers
 from infra.mirror import mirror_image
 from tests.conftest import require, require_program
 from tests.support import e2e, images
@@ -110,7 +110,10 @@ def test_external_networks_exist_once_and_are_shared_as_the_catalogue_says(lab: 
     names = lab.docker("network", "ls", "--format", "{{.Name}}").split()
     for network, stacks in networks(lab.project.catalogue).items():
         assert names.count(network) == 1, network
-        attached = json.loads(lab.docker("network", "inspect", network))[0]["Containers"]
+        inspected = json.loads(lab.docker("network", "inspect", network))[0]
+        # backends' networks have no route out of the engine, and the ingress is not on them
+        assert inspected["Internal"] == (network in internal_networks(lab.project.catalogue))
+        attached = inspected["Containers"]
         projects = set()
         for container in attached.values():
             projects.add(container["Name"].split("-")[0])

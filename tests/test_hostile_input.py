@@ -141,6 +141,13 @@ def test_a_value_that_would_change_a_rendered_file_is_refused(
         "a": {"image": "x:1", "ports": [{"published": 8080, "target": 80}]},
         "b": {"image": "x:1", "ports": [{"published": 8080, "target": 81}]}}},
      "which odd.a publishes too"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "read_only": "false"}}},
+     "read_only of web is 'false', not true or false"),
+    ({"name": "odd", "services": {"db": {"image": "x:1", "internal": True}}},
+     "its stack has no internal_network"),
+    ({"name": "odd", "internal_network": "odd_internal", "services": {"db": {
+        "image": "x:1", "internal": True, "ports": [{"published": 5432, "target": 5432}]}}},
+     "has routes or published ports"),
 ])
 def test_what_would_be_read_wrong_is_an_error(tmp_path: Path, stack: object, said: str) -> None:
     directory = _catalogue(tmp_path, stack)

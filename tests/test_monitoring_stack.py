@@ -61,7 +61,7 @@ def test_services_and_networks(project: Project) -> None:
     assert set(stack.depends_on) == {"traefik", "minio"}
     for node in ("mimir-1", "mimir-2", "mimir-3"):  # ring identity survives recreation
         assert stack.service(node).compose.get("hostname") == node
-    s3_users = {s.name for s in stack.services if "storage_default" in s.networks}
+    s3_users = {s.name for s in stack.services if "storage_s3" in s.networks}
     assert s3_users == {"mimir-1", "mimir-2", "mimir-3", "loki", "tempo"}
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..catalogue import Catalogue, Stack
+from ..catalogue import Catalogue, Stack, internal_networks
 from ..errors import InfraError
 from ..mirror import mirror_image
 from . import commands as cmd
@@ -26,6 +26,7 @@ from .ownership import (
 )
 from .plan import SKIP, StackStep, UpPlan, required_networks
 from .probes import (
+    HttpCheck,
     host_probe_command,
     http_checks,
     parse_probe_output,
@@ -38,11 +39,13 @@ from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
 LOG_TAIL = 30
 
 
-def create_networks(c: Any, names: Iterable[str]) -> dict[str, str]:
-    """Create the networks; returns name -> short ID of those created (docker prints it)."""
+def create_networks(c: Any, names: Iterable[str], internal: Collection[str] = ()
+                    ) -> dict[str, str]:
+    """Create the networks (those in ``internal`` with no route outside the engine); returns
+    name -> short ID of those created (docker prints it)."""
     created = {}
     for name in names:
-        result = c.run(cmd.create_network(name), hide=True, warn=True)
+        result = c.run(cmd.create_network(name, name in internal), hide=True, warn=True)
         if not result.ok and "already exists" not in result.stderr:
             raise InfraError(f"cannot create network {name}: {result.stderr.strip()}")
         if result.ok and result.stdout.strip():
@@ -55,7 +58,8 @@ def prepare_engine(c: Any, catalogue: Catalogue, names: Sequence[str], up_plan: 
                    say: Callable[[str], None]) -> EngineHost:
     """Before the stacks: create the missing networks, read the facts that choose between the
     shell and a helper container (enginehost), fix volume ownership. Changes go to ``say``."""
-    network_ids = {**networks, **create_networks(c, up_plan.networks_to_create)}
+    network_ids = {**networks, **create_networks(c, up_plan.networks_to_create,
+                                                 internal_networks(catalogue))}
     for net in up_plan.networks_to_create:
         say(f"created network {net}")
     engine = read_engine_host(c, [network_ids[n] for n in required_networks(catalogue, names)
@@ -157,11 +161,11 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
         if not result.ok:
             error = _last_lines(result.stderr or result.stdout, 6)
             return failed(collect_failures(c, stack, target, daemons, log_tail, error), error)
-    checks = http_checks(stack, daemons)
-    if checks:
-        probe = (host_probe_command(checks, target.project, stack.network, remaining())
+    # each service is probed on its home network (internal services only answer there)
+    for network, checks in _by_network(http_checks(stack, daemons)).items():
+        probe = (host_probe_command(checks, target.project, network, remaining())
                  if engine.probe_on_host else
-                 probe_command(helper_image, stack.network, checks, remaining()))
+                 probe_command(helper_image, network, checks, remaining()))
         result = c.run(probe, hide=True, warn=True)
         bad = [r for r in parse_probe_output(result.stdout) if not r.healthy]
         if bad or not result.ok:
@@ -172,7 +176,7 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
                           else _last_lines(result.stderr, 6))
     for check in tls_checks(stack, daemons):
         image = mirror_image(check.image, mirror)
-        result = c.run(tls_probe_command(image, stack.network, check, remaining()), hide=True,
+        result = c.run(tls_probe_command(image, check.network, check, remaining()), hide=True,
                        warn=True)
         if not any(r.healthy for r in parse_probe_output(result.stdout)):
             why = " ".join(r.detail for r in parse_probe_output(result.stdout)) \
@@ -256,3 +260,10 @@ def remove_data(c: Any, helper_image: str, data_root: str, sources: Sequence[str
                                     for s in sources)
     c.run(cmd.helper_run(helper_image, script, mounts=[f"{data_root}:{MOUNT_POINT}"]),
           hide=True)
+
+
+def _by_network(checks: Sequence[HttpCheck]) -> dict[str, list[HttpCheck]]:
+    grouped: dict[str, list[HttpCheck]] = {}
+    for check in checks:
+        grouped.setdefault(check.network, []).append(check)
+    return grouped

@@ -68,8 +68,9 @@ def list_networks() -> str:
     return "docker network ls --format '{{.Name}}\t{{.ID}}'"
 
 
-def create_network(name: str) -> str:
-    return f"docker network create --label {MANAGED_LABEL} {q(name)}"
+def create_network(name: str, internal: bool = False) -> str:
+    flag = " --internal" if internal else ""
+    return f"docker network create{flag} --label {MANAGED_LABEL} {q(name)}"
 
 
 def list_containers() -> str:

@@ -25,6 +25,7 @@ SAFE_ITEMS = re.compile(r"^[A-Za-z0-9_.:/|?=&%~+ -]*$")  # embedded in a double-
 class HttpCheck:
     service: str
     url: str
+    network: str = ""  # where the probe reaches the service (its home network)
 
     @property
     def port(self) -> int:
@@ -50,7 +51,8 @@ def http_checks(stack: Stack, services: Iterable[str] | None = None) -> list[Htt
             continue
         # service names are unique across stacks and resolve on the stack network
         checks.append(HttpCheck(service.name,
-                                f"{probe.scheme}://{service.name}:{probe.port}{probe.path}"))
+                                f"{probe.scheme}://{service.name}:{probe.port}{probe.path}",
+                                stack.home_network(service)))
     return checks
 
 
@@ -148,6 +150,7 @@ class TlsCheck:
     port: int
     ca: str  # host path of the CA file
     image: str  # as the catalogue names it (mirrored by the caller)
+    network: str = ""
 
 
 def tls_checks(stack: Stack, services: Iterable[str] | None = None) -> list[TlsCheck]:
@@ -157,7 +160,8 @@ def tls_checks(stack: Stack, services: Iterable[str] | None = None) -> list[TlsC
         probe = service.health.tls if service.health else None
         if probe is None or (wanted is not None and service.name not in wanted):
             continue
-        checks.append(TlsCheck(service.name, probe.name, probe.port, probe.ca, probe.image))
+        checks.append(TlsCheck(service.name, probe.name, probe.port, probe.ca, probe.image,
+                               stack.home_network(service)))
     return checks
 
 
