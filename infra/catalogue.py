@@ -20,7 +20,10 @@ from .errors import ConfigError, Problem
 from .secrets import SecretSpec
 from .yamlfile import read_yaml
 
-AUTH_MODES = ("sso", "public")
+# sso: Authentik forward auth; public: no login (with a reason); basic: HTTP basic auth at
+# Traefik, for clients that cannot follow a login redirect (docker pulls), user and password
+# from the route's `user` and `password` (a declared secret)
+AUTH_MODES = ("sso", "public", "basic")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Port:
 class Route:
     host: str
     port: int  # container port Traefik forwards to (0 when ``service`` names a Traefik service)
-    auth: str  # sso | public
+    auth: str  # sso | public | basic
     reason: str = ""
     title: str = ""
     path: str = ""  # PathPrefix added to the Host rule, e.g. /v2/
@@ -85,6 +88,8 @@ class Route:
     service: str = ""  # a Traefik service instead of the container, e.g. api@internal
     scheme: str = "http"  # how Traefik talks to the container (https when it serves TLS)
     name: str = ""  # router name; default derived from the service name
+    user: str = ""  # auth: basic, the user name
+    password: str = ""  # auth: basic, the secret key holding the password
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ class Service:
     entrypoint: tuple[str, ...] | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)  # container var -> secret key
+    # container path -> secret key: the secret as a read-only file, for images that read one
+    # (kept out of the container's environment, which the Docker API shows)
+    secret_files: Mapping[str, str] = field(default_factory=dict)
     # a setting naming a user-written credentials env file, whose variables join secret_env's
     # in the service's 0600 env file ('' when none, or when its ``when`` is false)
     credentials_from: str = ""
@@ -199,6 +207,7 @@ STACK_KEYS = ("name", "title", "description", "network", "internal_network", "de
               "ingress", "secrets",
               "services")
 SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", "secret_env",
+                "secret_files",
                 "credentials_from", "volumes", "ports", "health", "depends_on", "routes",
                 "networks", "aliases", "user", "oneshot", "cap_add", "read_only", "tmpfs",
                 "ingress", "internal", "memory", "cpus", "pids", "compose")
@@ -206,7 +215,7 @@ PART_KEYS = {
     "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
     "ports": ("published", "target", "protocol", "bind"),
     "routes": ("host", "port", "auth", "reason", "title", "path", "methods", "service",
-               "scheme", "name"),
+               "scheme", "name", "user", "password"),
 }
 HEALTH_KEYS = ("command", "http", "tls", "interval", "retries", "start_period")
 
@@ -387,6 +396,7 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         entrypoint=words(spec.get("entrypoint")),
         environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
         secret_env=dict(spec.get("secret_env") or {}),
+        secret_files={str(k): str(v) for k, v in (spec.get("secret_files") or {}).items()},
         credentials_from=_credentials_from(spec.get("credentials_from"), where),
         volumes=tuple(v for v in (_build_volume(v, name, where)
                                   for v in spec.get("volumes") or ()) if v is not None),
@@ -446,7 +456,8 @@ def _build_route(spec: Mapping[str, Any], service: str, where: str = "") -> Rout
                  title=spec.get("title", service), path=str(spec.get("path", "")),
                  methods=(methods,) if isinstance(methods, str) else tuple(methods),
                  service=str(spec.get("service", "")), scheme=str(spec.get("scheme", "http")),
-                 name=str(spec.get("name", "")))
+                 name=str(spec.get("name", "")), user=str(spec.get("user", "")),
+                 password=str(spec.get("password", "")))
 
 
 def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume | None:
@@ -469,6 +480,7 @@ def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume |
 
 def _check(catalogue: Catalogue) -> None:
     problems: list[Problem] = []
+    declared = {spec.key for stack in catalogue.stacks.values() for spec in stack.secrets}
     owner_of: dict[str, str] = {}
     for stack in catalogue.stacks.values():
         where = str(stack.directory / "stack.yaml")
@@ -516,6 +528,13 @@ def _check(catalogue: Catalogue) -> None:
                     key=f"{stack.name}.{service.name}", file=where,
                     fix="set internal_network: <stack>_internal on the stack, and route or "
                         "publish only services on the stack's own network"))
+            for target, key in service.secret_files.items():
+                if not target.startswith("/") or ".." in target.split("/") \
+                        or key not in declared:
+                    problems.append(Problem(
+                        f"secret file {target} must be an absolute container path and name "
+                        "a declared secret", key=f"{stack.name}.{service.name}.secret_files",
+                        file=where, fix="write /run/secrets/<name>: <SECRET_KEY>"))
             for alias in service.aliases:
                 if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", alias) \
                         or alias in owner_of:
@@ -531,7 +550,17 @@ def _check(catalogue: Catalogue) -> None:
                 if route.auth not in AUTH_MODES:
                     problems.append(Problem(f"route {route.host} has auth {route.auth!r}",
                                             key=f"{stack.name}.{service.name}", file=where,
-                                            fix="set auth: sso, or auth: public with a reason"))
+                                            fix="set auth: sso, auth: basic (user, password) "
+                                                "or auth: public with a reason"))
+                elif route.auth == "basic" and (
+                        not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", route.user)
+                        or route.password not in declared):
+                    problems.append(Problem(
+                        f"basic-auth route {route.host} needs a user (letters, digits, . _ -) "
+                        "and a password naming a declared secret",
+                        key=f"{stack.name}.{service.name}", file=where,
+                        fix="set user: <name> and password: <SECRET_KEY> (declared under "
+                            "secrets: of a stack)"))
                 elif route.auth == "public" and not route.reason:
                     problems.append(Problem(f"public route {route.host} gives no reason",
                                             key=f"{stack.name}.{service.name}", file=where,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from . import basicauth
 from .catalogue import Catalogue, Route, Service, Stack, key_copy, routed_networks
 from .config import Config
 from .errors import ConfigError, Problem
@@ -30,6 +31,14 @@ HEALTH_TIMEOUT = "5s"
 def secret_env_file(service: Service) -> str:
     """Path, relative to the stack folder, of the 0600 env file holding a service's secrets."""
     return f"secrets/{service.name}.env"
+
+
+CONTAINER_SECRETS = "secrets/files"
+
+
+def container_secret_file(service: Service, key: str) -> str:
+    """Path, relative to the stack folder, of a secret the service reads as a file."""
+    return f"{CONTAINER_SECRETS}/{service.name}/{key}"
 
 
 def router_names(service: Service) -> list[str]:
@@ -85,6 +94,8 @@ def traefik_labels(stack: Stack, service: Service, config: Config) -> dict[str, 
             labels[f"traefik.http.routers.{callback}.priority"] = str(OUTPOST_PRIORITY)
             labels[f"traefik.http.routers.{callback}.service"] = OUTPOST_SERVICE
             tls(callback)
+        elif route.auth == "basic":
+            labels[f"{prefix}.middlewares"] = f"{basicauth.middleware_name(router)}@file"
     return labels
 
 
@@ -183,8 +194,11 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
         doc["environment"] = dict(service.environment)
     if service.secret_env or service.credentials_from:
         doc["env_file"] = [secret_env_file(service)]
-    if service.volumes:
-        doc["volumes"] = [_volume(v, config, stack, service) for v in service.volumes]
+    volumes = [_volume(v, config, stack, service) for v in service.volumes]
+    volumes += [f"./{container_secret_file(service, key)}:{target}:ro"
+                for target, key in service.secret_files.items()]
+    if volumes:
+        doc["volumes"] = volumes
     if service.tmpfs:
         doc["tmpfs"] = list(service.tmpfs)
     if service.ports:

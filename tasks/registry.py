@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from invoke import Collection
+from invoke import Collection, Exit
 
-from ._common import console, infra_task, settings
+from ._common import console, infra_task, load, settings
 
 ADDRESS_HELP = "registry host:port (default: localhost:ZOT_PORT)"
 
@@ -79,10 +79,27 @@ def pull(c, image, registry="", profile=""):
 
 
 @infra_task(help={"registry": "registry to log in to (default: registry.<DOMAIN>, through "
-                              "Traefik and Authentik)"})
+                              "Traefik)"})
 def login(c, registry="", profile=""):
-    """Log docker in to the registry (interactive; credentials stay in docker's store)."""
-    c.run(f"docker login {registry or 'registry.' + settings(profile)['DOMAIN']}", pty=True)
+    """Log docker in to the registry as REGISTRY_PULL_USER, with its generated password.
+
+    The password goes to ``docker login --password-stdin`` and is never shown; docker keeps
+    it in its credential store."""
+    import io
+    import shlex
+
+    config = load(profile).config  # the password is generated on first need, like every secret
+    host = registry or f"registry.{config['DOMAIN']}"
+    user = config["REGISTRY_PULL_USER"]
+    result = c.run(f"docker login {shlex.quote(host)} --username {shlex.quote(user)} "
+                   "--password-stdin", in_stream=io.StringIO(
+                       config.secrets["REGISTRY_PULL_PASSWORD"] + "\n"),
+                   hide=True, warn=True)
+    if not result.ok:
+        raise Exit(f"error: docker could not log in to {host} as {user}: "
+                   f"{result.stderr.strip()}\nfix: is the zot stack up (invoke up "
+                   "--stack=zot) and does the name resolve to Traefik?", code=1)
+    console().print(f"docker is logged in to {host} as {user}")
 
 
 ns = Collection("registry", catalog, tags, manifest, search, pull, login)

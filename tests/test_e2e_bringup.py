@@ -120,6 +120,57 @@ def test_external_networks_exist_once_and_are_shared_as_the_catalogue_says(lab: 
         assert projects == set(stacks), (network, projects, stacks)
 
 
+@pytest.mark.parametrize("network, proxy", [("traefik_internal", "ingress-docker-api"),
+                                            ("monitoring_internal", "docker-api")])
+def test_the_docker_api_proxy_answers_reads_only(lab: e2e.Lab, network: str, proxy: str
+                                                 ) -> None:
+    """Real nginx (the NGINX_IMAGE double runs Debian's) in front of the real engine."""
+    curl = mirror_image(lab.project.config["NGINX_IMAGE"], lab.mirror)
+    requests = {
+        ("HEAD", "/_ping"): 200, ("GET", "/v1.41/containers/json"): 200,
+        ("GET", "/v1.41/containers/traefik-traefik-1/json"): 200,
+        ("GET", "/v1.41/images/../containers/json"): 200,   # normalised, then allowed
+        ("POST", "/v1.41/containers/create"): 403,
+        ("POST", "/v1.41/containers/traefik-traefik-1/stop"): 403,
+        ("DELETE", "/v1.41/containers/traefik-traefik-1"): 403,
+        ("GET", "/v1.41/containers/traefik-traefik-1/export"): 403,
+        ("GET", "/v1.41/containers/x/../../images/json"): 403,
+        ("GET", "/v1.41/containers/x%2F..%2F..%2Fswarm"): 403,
+        ("GET", "/v1.41/swarm"): 403, ("GET", "/v1.41/secrets"): 403,
+        ("GET", "/v1.41/images/json"): 403,
+    }
+    script = "; ".join(
+        f"printf '%s ' $(curl -s --path-as-is -o /dev/null -w '%{{http_code}}' "
+        f"{'-I' if method == 'HEAD' else '-X ' + method} 'http://{proxy}:2375{path}')"
+        for method, path in requests)
+    answered = lab.docker("run", "--rm", "--network", network, "--entrypoint", "sh", curl,
+                          "-c", script).split()
+    assert dict(zip(requests, map(int, answered), strict=True)) == requests
+    # and nobody else reaches it: not from a routed network
+    outside = lab.docker("run", "--rm", "--network", "traefik_default", "--entrypoint", "sh",
+                         curl, "-c", f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 3 "
+                         f"http://{proxy}:2375/_ping; true")
+    assert outside.strip() in ("000", ""), outside
+
+
+def test_no_container_shows_a_secret_that_its_image_can_read_from_a_file(lab: e2e.Lab
+                                                                         ) -> None:
+    secrets = lab.project.config.secrets
+    moved = {k: secrets[k] for k in ("GRAFANA_ADMIN_PASSWORD", "AUTHENTIK_SECRET_KEY",
+                                     "AUTHENTIK_DB_PASSWORD", "MINIO_ROOT_PASSWORD")}
+    for (stack, service), info in lab.containers().items():
+        inspected = json.loads(lab.docker("inspect", info["id"]))[0]
+        environment = "\n".join(inspected["Config"]["Env"] or [])
+        allowed = {"MINIO_ROOT_PASSWORD"} if service == "minio" else set()
+        shown = [k for k, v in moved.items() if v in environment and k not in allowed]
+        assert not shown, (stack, service, shown)
+    # PostgreSQL was initialised from the file: the password from it logs in over TCP
+    check = lab.docker("exec", "-e", f"PGPASSWORD={secrets['AUTHENTIK_DB_PASSWORD']}",
+                       "auth-postgresql-1", "psql", "-h", "127.0.0.1", "-U", "authentik",
+                       "-d", "authentik", "-tAc", "SELECT 1")
+    assert check.strip() == "1"
+
+
 def test_second_up_recreates_nothing(lab: e2e.Lab) -> None:
     before = {k: v["id"] for k, v in lab.containers().items()}
     begin = time.monotonic()

@@ -254,8 +254,8 @@ def test_a_second_run_waits_for_the_first_and_uses_its_secrets(env_dir: Path) ->
     assert render.returncode == 0, out + err
     assert "waiting for stackyard pid" in err and "secrets.env" in err
     grafana = (env_dir.parent / "build" / "default" / "stacks" / "monitoring" / "secrets"
-               / "grafana.env")
-    assert f"GF_SECURITY_ADMIN_PASSWORD={chosen}" in grafana.read_text()
+               / "files" / "grafana" / "GRAFANA_ADMIN_PASSWORD")
+    assert grafana.read_text() == chosen
 
 
 # ---------------------------------------------------------------- reach: explicit opt-in

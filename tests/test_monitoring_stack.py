@@ -56,7 +56,7 @@ def test_services_and_networks(project: Project) -> None:
     stack = project.catalogue[STACK]
     names = {s.name for s in stack.services}
     assert names == {"mimir-1", "mimir-2", "mimir-3", "mimir-lb", "grafana", "loki", "tempo",
-                     "alloy", "cadvisor", "dozzle"}
+                     "alloy", "cadvisor", "dozzle", "docker-api"}
     assert stack.network == "monitoring_default"
     assert set(stack.depends_on) == {"traefik", "minio"}
     for node in ("mimir-1", "mimir-2", "mimir-3"):  # ring identity survives recreation
@@ -116,12 +116,15 @@ def test_published_ports_follow_the_settings(project: Project) -> None:
 
 
 @pytest.mark.unit
-def test_secrets_reach_containers_only_through_secret_env(project: Project) -> None:
+def test_secrets_reach_containers_only_through_secret_files_or_env(project: Project) -> None:
     stack = project.catalogue[STACK]
     assert [s.key for s in stack.secrets] == ["GRAFANA_ADMIN_PASSWORD"]  # S3 key: minio's
     by_name = {s.name: s for s in stack.services}
-    assert by_name["grafana"].secret_env == {"GF_SECURITY_ADMIN_PASSWORD":
-                                             "GRAFANA_ADMIN_PASSWORD"}
+    grafana = by_name["grafana"]
+    assert not grafana.secret_env
+    [(path, key)] = grafana.secret_files.items()
+    assert key == "GRAFANA_ADMIN_PASSWORD"
+    assert grafana.environment["GF_SECURITY_ADMIN_PASSWORD"] == f"$__file{{{path}}}"
     for name in ("mimir-1", "mimir-2", "mimir-3", "loki", "tempo"):
         assert by_name[name].secret_env == {"S3_SECRET_KEY": "MINIO_SERVICE_PASSWORD"}, name
         assert "-config.expand-env=true" in (by_name[name].command or ()), name
@@ -162,9 +165,11 @@ def test_no_secret_value_in_any_rendered_file(project: Project,
             continue
         for key, value in secrets.items():
             assert value not in content, f"{key} leaks into {relative}"
-    grafana_env = rendered.directory / "secrets" / "grafana.env"
-    assert secrets["GRAFANA_ADMIN_PASSWORD"] in grafana_env.read_text()
-    assert grafana_env.stat().st_mode & 0o777 == 0o600
+    grafana_file = rendered.directory / "secrets" / "files" / "grafana" / "GRAFANA_ADMIN_PASSWORD"
+    assert grafana_file.read_text() == secrets["GRAFANA_ADMIN_PASSWORD"]
+    # readable by Grafana's uid in its container; no other host user enters secrets/ (0700)
+    assert grafana_file.stat().st_mode & 0o777 == 0o444
+    assert (rendered.directory / "secrets").stat().st_mode & 0o777 == 0o700
     loki_env = (rendered.directory / "secrets" / "loki.env").read_text()
     assert re.search(rf"^S3_SECRET_KEY=['\"]?{secrets['MINIO_SERVICE_PASSWORD']}", loki_env,
                      re.M)
@@ -308,8 +313,7 @@ def test_grafana_dashboard_provisioning(project: Project, rendered: RenderedStac
     dashboards = [t for t in mounted if t.startswith(folder + "/") and t.endswith(".json")]
     assert dashboards, f"no dashboard mounted under {folder}"
     env = grafana.environment
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
-    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert env["GF_SECURITY_ADMIN_USER"] == project.config["GRAFANA_ADMIN_USER"]
 
 

@@ -86,7 +86,11 @@ def test_secret_files_are_0600_and_nothing_else_holds_a_secret(rendered: Any) ->
         for relative in result.files:
             path = result.directory / relative
             mode = stat.S_IMODE(path.stat().st_mode)
-            if relative.startswith("secrets/"):
+            if relative.startswith("secrets/files/"):
+                # read by the container's uid; the 0700 secrets folder keeps host users out
+                assert mode == 0o444, relative
+                assert stat.S_IMODE((result.directory / "secrets").stat().st_mode) == 0o700
+            elif relative.startswith("secrets/"):
                 assert mode == 0o600, relative
                 assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
             else:
@@ -123,6 +127,8 @@ def test_protected_routers_carry_forward_auth_and_a_callback_router(rendered: An
     project, results = rendered
     public = {(r.host, r.path) for _, _, r in cat.all_routes(project.catalogue)
               if r.auth == "public" and r.reason}
+    basic = {(r.host, r.path) for _, _, r in cat.all_routes(project.catalogue)
+             if r.auth == "basic"}
     protected_seen = 0
     for result in results.values():
         for service in compose_of(result)["services"].values():
@@ -142,6 +148,8 @@ def test_protected_routers_carry_forward_auth_and_a_callback_router(rendered: An
                     assert callback["rule"] == (
                         f"Host(`{host}`) && PathPrefix(`{OUTPOST_PATH}`)")
                     assert int(callback["priority"]) > len(router["rule"])
+                elif router.get("middlewares", "").endswith("-basic@file"):
+                    assert (host, path.group(1) if path else "") in basic, name
                 else:
                     # Unprotected routers exist only for public routes that give a reason.
                     assert (host, path.group(1) if path else "") in public, name

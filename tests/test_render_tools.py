@@ -103,16 +103,20 @@ esac
 echo "unexpected: $*" >&2; exit 2
 """)
     fake.chmod(0o755)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "minio-root-password").write_text("rootpass1")
+    (secrets / "minio-service-password").write_text("svcpass12")
     env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "MINIO_ROOT_USER": "root",
-           "MINIO_ROOT_PASSWORD": "rootpass1", "MINIO_SERVICE_USER": "monitoring",
-           "MINIO_SERVICE_PASSWORD": "svcpass12", "MINIO_BUCKETS": "mimir loki tempo",
-           "TMPDIR": str(tmp_path)}
+           "MINIO_SERVICE_USER": "monitoring", "MINIO_BUCKETS": "mimir loki tempo",
+           "TMPDIR": str(tmp_path), "SECRETS_DIR": str(secrets)}
     runs = [subprocess.run([sh, str(script)], env=env, capture_output=True, text=True,
                            timeout=30) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert sorted(p.name for p in state.iterdir()) == [
         "attached", "bucket-loki", "bucket-mimir", "bucket-tempo",
         "policy-stackyard-buckets", "user-monitoring"]
+    assert (state / "user-monitoring").read_text().strip() == "svcpass12"
     policy = json.loads((state / "policy-stackyard-buckets").read_text())
     assert "arn:aws:s3:::tempo/*" in policy["Statement"][0]["Resource"]
     assert "already attached" in runs[1].stdout

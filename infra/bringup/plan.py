@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..catalogue import Catalogue, Stack, networks, stack_layers, with_dependencies
+from ..compose import CONTAINER_SECRETS
 from .facts import ContainerFact
 from .ownership import KeyCopy, OwnershipFix, key_copies, ownership_fixes
 from .state import StackRecord
@@ -137,6 +138,10 @@ def services_mounting(stack: Stack, changed_files: Iterable[str]) -> tuple[str, 
     for service in stack.services:
         if KEYS_STATE in changed and any(v.kind == "key" for v in service.volumes):
             hit.append(service.name)  # a key file changed: its copy is re-mounted
+            continue
+        mine = f"{CONTAINER_SECRETS}/{service.name}/"
+        if any(p.startswith(mine) for p in changed):
+            hit.append(service.name)  # a secret it reads as a file changed
             continue
         for volume in service.volumes:
             if volume.kind != "config":

@@ -51,10 +51,17 @@ def is_secret(relative: str) -> bool:
     return relative.startswith("secrets/") or name.endswith("-key.pem")
 
 
+def _secrets_folder(directory: str) -> str:
+    """The ``secrets`` folder ``directory`` is in or is ('' when none): made 0700."""
+    parts = directory.split("/")
+    return "/".join(parts[:parts.index("secrets") + 1]) if "secrets" in parts else ""
+
+
 def stack_files(stack_dir: str, files: Mapping[str, str]) -> list[LocalFile]:
     """A rendered stack (relative path -> text) as files under its remote folder."""
-    return [LocalFile(posixpath.join(stack_dir, rel), text.encode(),
-                      SECRET_MODE if is_secret(rel) else PUBLIC_MODE)
+    from ..render import file_mode
+
+    return [LocalFile(posixpath.join(stack_dir, rel), text.encode(), file_mode(rel))
             for rel, text in sorted(files.items())]
 
 
@@ -101,8 +108,9 @@ def apply_upload(c: Any, plan: UploadPlan, private_dirs: Sequence[str] = ()) -> 
     if plan.changes_nothing:
         return
     dirs = sorted({posixpath.dirname(f.remote_path) for f in plan.upload})
-    private = [d for d in dirs if any(d == p or d.startswith(p + "/") for p in private_dirs)
-               or posixpath.basename(d) == "secrets"]
+    private = sorted({_secrets_folder(d) or d for d in dirs
+                      if _secrets_folder(d) or any(d == p or d.startswith(p + "/")
+                                                   for p in private_dirs)})
     script = []
     if dirs:
         script.append("mkdir -p " + " ".join(shlex.quote(d) for d in dirs))

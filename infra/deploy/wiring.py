@@ -81,6 +81,7 @@ class Wiring:
 
     def remote_routes(self) -> list[dict[str, Any]]:
         """Routers for Traefik (rendered where the ingress stack runs) to other hosts."""
+        from ..basicauth import middleware_name
         from ..compose import FORWARD_AUTH_MIDDLEWARE, route_rule
 
         routes = []
@@ -95,8 +96,10 @@ class Wiring:
                 "name": f"{router}-remote", "rule": route_rule(route),
                 "url": f"{route.scheme}://{address}:{published}", "stack": stack.name,
                 "host": self.placement.get(stack.name, LOCAL),
-                "middlewares": [FORWARD_AUTH_MIDDLEWARE] if route.auth == "sso" else [],
-                "scheme": route.scheme,
+                "middlewares": [FORWARD_AUTH_MIDDLEWARE] if route.auth == "sso" else
+                               [f"{middleware_name(router)}@file"] if route.auth == "basic"
+                               else [],
+                "scheme": route.scheme, "sso": route.auth == "sso",
             })
         return routes
 
