@@ -74,6 +74,8 @@ class Port:
     target: int
     protocol: str = "tcp"
     bind: str = ""  # empty: BIND_ADDRESS
+    # who may use it and what guards it: every port published beyond Traefik says why
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", 
                 "ingress", "internal", "memory", "cpus", "pids", "compose")
 PART_KEYS = {
     "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
-    "ports": ("published", "target", "protocol", "bind"),
+    "ports": ("published", "target", "protocol", "bind", "reason"),
     "routes": ("host", "port", "auth", "reason", "title", "path", "methods", "service",
                "scheme", "name", "user", "password"),
 }
@@ -402,7 +404,8 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
                                   for v in spec.get("volumes") or ()) if v is not None),
         ports=tuple(Port(_port_number(p, "published", name, where),
                          _port_number(p, "target", name, where), p.get("protocol", "tcp"),
-                         p.get("bind", "")) for p in spec.get("ports") or ()),
+                         p.get("bind", ""), str(p.get("reason") or "").strip())
+              for p in spec.get("ports") or ()),
         health=health,
         depends_on=dict(depends),
         routes=tuple(_build_route(r, name, where) for r in spec.get("routes") or ()),
@@ -528,6 +531,13 @@ def _check(catalogue: Catalogue) -> None:
                     key=f"{stack.name}.{service.name}", file=where,
                     fix="set internal_network: <stack>_internal on the stack, and route or "
                         "publish only services on the stack's own network"))
+            for port in service.ports:
+                if len(port.reason.split()) < 3:
+                    problems.append(Problem(
+                        f"published port {port.published} gives no reason",
+                        key=f"{stack.name}.{service.name}.ports", file=where,
+                        fix="add reason: who uses it and what guards it (a login, loopback "
+                            "only, ...)"))
             for target, key in service.secret_files.items():
                 if not target.startswith("/") or ".." in target.split("/") \
                         or key not in declared:

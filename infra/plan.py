@@ -16,7 +16,7 @@ STACK_HEADERS: Row = ("order", "stack", "depends on", "network", "services", "de
 NETWORK_HEADERS: Row = ("network", "attached stacks")
 VOLUME_HEADERS: Row = ("stack", "service", "host path", "container path", "owner", "mode")
 ROUTE_HEADERS: Row = ("host", "path", "stack", "service", "auth", "reason")
-PORT_HEADERS: Row = ("address", "published", "target", "stack", "service")
+PORT_HEADERS: Row = ("address", "published", "target", "stack", "service", "why, and what guards it")
 
 
 def stack_rows(catalogue: cat.Catalogue) -> list[Row]:
@@ -59,8 +59,16 @@ def port_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
             for port in service.ports:
                 rows.append((port.bind or config["BIND_ADDRESS"],
                              f"{port.published}/{port.protocol}", str(port.target), name,
-                             service.name))
+                             service.name, port.reason))
     return rows
+
+
+def ports_markdown(catalogue: cat.Catalogue, config: Config) -> str:
+    """The published ports as a Markdown table (README, Security), from the catalogue."""
+    lines = ["| address | port | stack/service | why, and what guards it |", "|---|---|---|---|"]
+    for address, published, _, stack, service, reason in port_rows(catalogue, config):
+        lines.append(f"| {address} | {published} | {stack}/{service} | {reason} |")
+    return "\n".join(lines)
 
 
 def _ordered(catalogue: cat.Catalogue) -> list[str]:

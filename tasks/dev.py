@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -70,11 +72,32 @@ def bench(c):
 README_BEGIN, README_END = "<!-- tasks:begin -->", "<!-- tasks:end -->"
 
 
+def readme_with_block(readme: str, name: str, content: str) -> str:
+    """README text with the block between ``<!-- name:begin -->`` and its end replaced."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    head, _, rest = readme.partition(begin)
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{content.rstrip()}\n{end}{tail}"
+
+
 def readme_with_task_list(readme: str, listing: str) -> str:
     """README text with the block between the task markers replaced by ``listing``."""
-    head, _, rest = readme.partition(README_BEGIN)
-    _, _, tail = rest.partition(README_END)
-    return f"{head}{README_BEGIN}\n```text\n{listing.rstrip()}\n```\n{README_END}{tail}"
+    return readme_with_block(readme, "tasks", f"```text\n{listing.rstrip()}\n```")
+
+
+def readme_ports() -> str:
+    """The published-ports table, for the defaults (what a fresh clone runs)."""
+    import tempfile
+
+    from infra.plan import ports_markdown
+    from infra.project import load_project
+
+    with tempfile.TemporaryDirectory() as scratch:  # nothing of the user's is read or written
+        environ = {"INFRA_ENV_DIR": str(Path(scratch)), "PATH": os.environ.get("PATH", "")}
+        shutil.copy(Path(__file__).resolve().parents[1] / "env" / "defaults.env",
+                    Path(scratch) / "defaults.env")
+        project = load_project(None, environ=environ, write=False)
+        return ports_markdown(project.catalogue, project.config)
 
 
 @infra_task
@@ -84,8 +107,11 @@ def docs(c):
 
     listing = c.run(f"{sys.executable} -m invoke --list", hide=True).stdout
     readme = Path("README.md")
-    changed = atomic_write(readme, readme_with_task_list(readme.read_text(), listing))
-    console().print("README.md task list " + ("updated" if changed else "already current"))
+    text = readme_with_block(readme_with_task_list(readme.read_text(), listing), "ports",
+                             readme_ports())
+    changed = atomic_write(readme, text)
+    console().print("README.md task list and ports " + ("updated" if changed
+                                                         else "already current"))
 
 
 ROOT_TASKS = [setup, test, bench, docs]

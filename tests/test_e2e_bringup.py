@@ -205,7 +205,7 @@ def _mimir_ready(lab: e2e.Lab) -> subprocess.CompletedProcess[str]:
 
 def _address(lab: e2e.Lab, container: str) -> str:
     return lab.docker("inspect", "--format",
-                      '{{(index .NetworkSettings.Networks "monitoring_default").IPAddress}}',
+                      '{{(index .NetworkSettings.Networks "monitoring_internal").IPAddress}}',
                       container).strip()
 
 
@@ -221,7 +221,7 @@ def test_mimir_balancer_follows_a_recreated_node(lab: e2e.Lab) -> None:
     # a container started in between takes the next address (the engine hands addresses out
     # in turn), so the node comes back at another one
     helper = mirror_image(lab.project.config["HELPER_IMAGE"], lab.mirror)
-    holder = lab.docker("run", "-d", "--network", "monitoring_default",
+    holder = lab.docker("run", "-d", "--network", "monitoring_internal",
                         "--entrypoint", "sleep", helper, "300").strip()
     try:
         up = lab.invoke("up", "--stack", "monitoring")

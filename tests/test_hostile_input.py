@@ -126,6 +126,9 @@ def test_a_value_that_would_change_a_rendered_file_is_refused(
 # ---------------------------------------------------------------- silently wrong readings
 
 
+R = "a login guards it"
+
+
 @pytest.mark.parametrize("stack, said", [
     ({"name": "odd", "services": {"web": {"image": "x:1", "portz": []}}},
      "unknown key 'portz'"),
@@ -138,8 +141,8 @@ def test_a_value_that_would_change_a_rendered_file_is_refused(
         {"source": "/etc", "target": "/etc", "owner": "0:0"}]}}},
      "not a folder inside DATA_ROOT"),
     ({"name": "odd", "services": {
-        "a": {"image": "x:1", "ports": [{"published": 8080, "target": 80}]},
-        "b": {"image": "x:1", "ports": [{"published": 8080, "target": 81}]}}},
+        "a": {"image": "x:1", "ports": [{"published": 8080, "target": 80, "reason": R}]},
+        "b": {"image": "x:1", "ports": [{"published": 8080, "target": 81, "reason": R}]}}},
      "which odd.a publishes too"),
     ({"name": "odd", "services": {"web": {"image": "x:1", "read_only": "false"}}},
      "read_only of web is 'false', not true or false"),
@@ -148,6 +151,8 @@ def test_a_value_that_would_change_a_rendered_file_is_refused(
     ({"name": "odd", "internal_network": "odd_internal", "services": {"db": {
         "image": "x:1", "internal": True, "ports": [{"published": 5432, "target": 5432}]}}},
      "has routes or published ports"),
+    ({"name": "odd", "services": {"web": {"image": "x:1", "ports": [
+        {"published": 8080, "target": 80}]}}}, "published port 8080 gives no reason"),
 ])
 def test_what_would_be_read_wrong_is_an_error(tmp_path: Path, stack: object, said: str) -> None:
     directory = _catalogue(tmp_path, stack)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dev import readme_with_task_list
+from tasks.dev import readme_ports, readme_with_block, readme_with_task_list
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +20,13 @@ def test_task_list_is_current(project_root: Path) -> None:
     readme = (project_root / "README.md").read_text()
     assert readme_with_task_list(readme, listing) == readme, \
         "README.md's task list is stale: run `invoke docs`"
+
+
+def test_published_ports_table_is_current(project_root: Path) -> None:
+    readme = (project_root / "README.md").read_text()
+    assert "<!-- ports:begin -->" in readme
+    assert readme_with_block(readme, "ports", readme_ports()) == readme, \
+        "README.md's published-ports table is stale: run `invoke docs`"
 
 
 def test_exactly_two_commands_and_ci_runs_the_test_one(project_root: Path) -> None:
