@@ -95,6 +95,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Oidc:
+    """The service signs its users in through Authentik (OpenID Connect): a client is made
+    for it (client id = service name), redirecting to its first route's host."""
+
+    redirect_path: str  # e.g. /login/generic_oauth
+    secret: str  # the secret key holding the client secret
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image: str
@@ -129,6 +138,7 @@ class Service:
     cpus: str = "1.0"  # CPU limit (compose `cpus`)
     pids: int = 256
     compose: Mapping[str, Any] = field(default_factory=dict)  # extra compose keys, merged last
+    oidc: Oidc | None = None
 
     def runs_as_uid(self) -> int | None:
         return int(self.user.split(":")[0]) if self.user and self.user[0].isdigit() else None
@@ -212,7 +222,7 @@ SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", 
                 "secret_files",
                 "credentials_from", "volumes", "ports", "health", "depends_on", "routes",
                 "networks", "aliases", "user", "oneshot", "cap_add", "read_only", "tmpfs",
-                "ingress", "internal", "memory", "cpus", "pids", "compose")
+                "ingress", "internal", "memory", "cpus", "pids", "compose", "oidc")
 PART_KEYS = {
     "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
     "ports": ("published", "target", "protocol", "bind", "reason"),
@@ -422,7 +432,20 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         cpus=str(spec.get("cpus", "1.0")),
         pids=int(spec.get("pids", 256)),
         compose=dict(spec.get("compose") or {}),
+        oidc=_oidc(spec.get("oidc"), name, where),
     )
+
+
+def _oidc(spec: Any, service: str, where: str) -> Oidc | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or set(spec) != {"redirect_path", "secret"} \
+            or not str(spec["redirect_path"]).startswith("/"):
+        raise ConfigError(Problem(f"oidc of {service} is not {{redirect_path, secret}}",
+                                  key=f"{service}.oidc", file=where,
+                                  fix="oidc: {redirect_path: /login/generic_oauth, "
+                                      "secret: <SECRET_KEY>}"))
+    return Oidc(str(spec["redirect_path"]), str(spec["secret"]))
 
 
 def _port_number(spec: Any, key: str, service: str, where: str) -> int:
@@ -432,6 +455,30 @@ def _port_number(spec: Any, key: str, service: str, where: str) -> int:
                                   key=f"{service}.ports", file=where,
                                   fix="a number from 1 to 65535 (or a *_PORT setting)"))
     return int(value)
+
+
+SSO_STACK = "auth"  # the stack whose Authentik answers forward auth and OIDC (infra/sso.py)
+
+
+def _sso_problems(catalogue: Catalogue, declared: set[str]) -> list[Problem]:
+    problems = []
+    for stack in catalogue.stacks.values():
+        where = str(stack.directory / "stack.yaml")
+        for service in stack.services:
+            key = f"{stack.name}.{service.name}"
+            uses_sso = service.oidc is not None or any(r.auth == "sso" for r in service.routes)
+            if uses_sso and SSO_STACK not in catalogue.stacks:
+                problems.append(Problem(
+                    "uses SSO, but the catalogue has no auth stack (Authentik) to provide it",
+                    key=key, file=where, fix=f"add stacks/{SSO_STACK}, or make its routes "
+                                             "auth: public (with a reason) or auth: basic"))
+            if service.oidc is not None and (service.oidc.secret not in declared
+                                             or not service.routes):
+                problems.append(Problem(
+                    "oidc needs a declared secret for its client and a route for its redirect",
+                    key=f"{key}.oidc", file=where,
+                    fix="declare the secret under secrets: and route the service"))
+    return problems
 
 
 def _yes_no(spec: Mapping[str, Any], key: str, name: str, where: str) -> bool:
@@ -575,6 +622,7 @@ def _check(catalogue: Catalogue) -> None:
                     problems.append(Problem(f"public route {route.host} gives no reason",
                                             key=f"{stack.name}.{service.name}", file=where,
                                             fix="add reason: why it may bypass SSO"))
+    problems += _sso_problems(catalogue, declared)
     problems += _port_clashes(catalogue)
     if problems:
         raise ConfigError(problems)

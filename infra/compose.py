@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from . import basicauth
+from . import basicauth, sso
 from .catalogue import Catalogue, Route, Service, Stack, key_copy, routed_networks
 from .config import Config
 from .errors import ConfigError, Problem
@@ -196,7 +196,7 @@ def service_document(stack: Stack, service: Service, catalogue: Catalogue,
         doc["env_file"] = [secret_env_file(service)]
     volumes = [_volume(v, config, stack, service) for v in service.volumes]
     volumes += [f"./{container_secret_file(service, key)}:{target}:ro"
-                for target, key in service.secret_files.items()]
+                for target, key in sso.secret_files(catalogue, service).items()]
     if volumes:
         doc["volumes"] = volumes
     if service.tmpfs:

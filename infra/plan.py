@@ -16,7 +16,8 @@ STACK_HEADERS: Row = ("order", "stack", "depends on", "network", "services", "de
 NETWORK_HEADERS: Row = ("network", "attached stacks")
 VOLUME_HEADERS: Row = ("stack", "service", "host path", "container path", "owner", "mode")
 ROUTE_HEADERS: Row = ("host", "path", "stack", "service", "auth", "reason")
-PORT_HEADERS: Row = ("address", "published", "target", "stack", "service", "why, and what guards it")
+PORT_HEADERS: Row = ("address", "published", "target", "stack", "service",
+                     "why, and what guards it")
 
 
 def stack_rows(catalogue: cat.Catalogue) -> list[Row]:

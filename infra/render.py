@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import catalogue as cat
+from . import sso
 from .compose import CONTAINER_SECRETS, compose_document, container_secret_file, secret_env_file
 from .envfile import format_env
 from .errors import ConfigError, Problem
@@ -66,6 +67,13 @@ def template_context(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
         from .basicauth import middlewares
 
         context["basic_auth"] = middlewares(catalogue, config.secrets)
+    if stack.name == cat.SSO_STACK:
+        def sso_blueprint() -> str:
+            earlier = stack_output_dir(config, stack.name) / sso.BLUEPRINT_FILE
+            previous = earlier.read_text(encoding="utf-8") if earlier.is_file() else None
+            return sso.render(catalogue, config.public, previous)
+
+        context["sso_blueprint"] = sso_blueprint
     return context
 
 
@@ -118,7 +126,7 @@ def render_templates(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
     return files
 
 
-def secret_files(stack: cat.Stack, config: Config) -> dict[str, str]:
+def secret_files(stack: cat.Stack, config: Config, catalogue: cat.Catalogue) -> dict[str, str]:
     secrets = config.secrets
     files: dict[str, str] = {}
     for service in stack.services:
@@ -139,7 +147,7 @@ def secret_files(stack: cat.Stack, config: Config) -> dict[str, str]:
             values[variable] = secrets[key]
         files[secret_env_file(service)] = format_env(values, header)
     for service in stack.services:
-        for key in service.secret_files.values():
+        for key in sso.secret_files(catalogue, service).values():
             if key not in secrets:
                 raise ConfigError(Problem(f"{stack.name}.{service.name} needs secret {key!r}, "
                                           "which no stack declares",
@@ -167,7 +175,7 @@ def render_stack(stack: cat.Stack, catalogue: cat.Catalogue, config: Config) -> 
     compose = GENERATED_HEADER.format(name=stack.name) + dump_yaml(
         compose_document(stack, catalogue, config))
     files[COMPOSE_FILE] = compose
-    files.update(secret_files(stack, config))
+    files.update(secret_files(stack, config, catalogue))
     return dict(sorted(files.items()))
 
 

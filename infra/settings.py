@@ -31,6 +31,7 @@ KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
     (lambda k: k.endswith("_COUNTRY"), "country"),
     (lambda k: k.endswith("_URL") or k == "ACME_CA_SERVER", "url"),
     (lambda k: k.endswith("_USER") or k == "MIMIR_TENANT", "name"),
+    (lambda k: k.endswith("_GROUPS"), "groups"),
     (lambda k: k == "DEPLOY_HOST", "name"),
     (lambda k: k.endswith(("_MAX_FILES", "_KEY_SIZE", "_DAYS")), "count"),
     (lambda k: k.endswith(("_MAX_SIZE", "_KEEP_STORAGE")), "size"),
@@ -204,6 +205,14 @@ def _url(value: str) -> tuple[str, str] | None:
     return f"{value!r} is not an http(s) URL", "use e.g. https://host:port/path"
 
 
+def _groups(value: str) -> tuple[str, str] | None:
+    names = [n.strip() for n in value.split(",")]
+    if all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}", n) for n in names):
+        return None
+    return (f"{value!r} is not a comma-separated list of group names",
+            "names of letters, digits, space and _ . - (e.g. admins,family)")
+
+
 def _name(value: str) -> tuple[str, str] | None:
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", value):
         return None
@@ -290,6 +299,7 @@ _CHECKERS: dict[str, Callable[[str], tuple[str, str] | None]] = {
     "unsafe": _unsafe,
     "url": _url,
     "name": _name,
+    "groups": _groups,
     "count": _count,
     "size": _size,
     "hours": _hours,

@@ -118,13 +118,16 @@ def test_published_ports_follow_the_settings(project: Project) -> None:
 @pytest.mark.unit
 def test_secrets_reach_containers_only_through_secret_files_or_env(project: Project) -> None:
     stack = project.catalogue[STACK]
-    assert [s.key for s in stack.secrets] == ["GRAFANA_ADMIN_PASSWORD"]  # S3 key: minio's
+    # S3 key: minio's
+    assert [s.key for s in stack.secrets] == ["GRAFANA_ADMIN_PASSWORD", "GRAFANA_OIDC_SECRET"]
     by_name = {s.name: s for s in stack.services}
     grafana = by_name["grafana"]
     assert not grafana.secret_env
-    [(path, key)] = grafana.secret_files.items()
-    assert key == "GRAFANA_ADMIN_PASSWORD"
-    assert grafana.environment["GF_SECURITY_ADMIN_PASSWORD"] == f"$__file{{{path}}}"
+    files = {key: path for path, key in grafana.secret_files.items()}
+    assert grafana.environment["GF_SECURITY_ADMIN_PASSWORD"] == (
+        f"$__file{{{files['GRAFANA_ADMIN_PASSWORD']}}}")
+    assert grafana.environment["GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"] == (
+        f"$__file{{{files['GRAFANA_OIDC_SECRET']}}}")
     for name in ("mimir-1", "mimir-2", "mimir-3", "loki", "tempo"):
         assert by_name[name].secret_env == {"S3_SECRET_KEY": "MINIO_SERVICE_PASSWORD"}, name
         assert "-config.expand-env=true" in (by_name[name].command or ()), name

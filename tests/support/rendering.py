@@ -56,7 +56,8 @@ def project_with(names: list[str], env_dir: Path, build_dir: Path, profile: str 
     """The project reduced to ``names`` and what they depend on (default settings, or a profile)."""
     raw_all = cat.load_raw(cat.stacks_dir(PROJECT_ROOT))
     wanted: set[str] = set()
-    pending = list(names)
+    # routes behind SSO need the stack that provides it (catalogue.SSO_STACK) in the catalogue
+    pending = [*names, *([cat.SSO_STACK] if cat.SSO_STACK in raw_all else [])]
     while pending:
         name = pending.pop()
         if name not in wanted:
