@@ -139,6 +139,9 @@ class Service:
     pids: int = 256
     compose: Mapping[str, Any] = field(default_factory=dict)  # extra compose keys, merged last
     oidc: Oidc | None = None
+    # the app's own login behind its routes: own (a second login), sso (it trusts Authentik's
+    # forward auth: none of its own), none (it has none); oidc when ``oidc`` is set
+    login: str = "own"
 
     def runs_as_uid(self) -> int | None:
         return int(self.user.split(":")[0]) if self.user and self.user[0].isdigit() else None
@@ -222,7 +225,7 @@ SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", 
                 "secret_files",
                 "credentials_from", "volumes", "ports", "health", "depends_on", "routes",
                 "networks", "aliases", "user", "oneshot", "cap_add", "read_only", "tmpfs",
-                "ingress", "internal", "memory", "cpus", "pids", "compose", "oidc")
+                "ingress", "internal", "memory", "cpus", "pids", "compose", "oidc", "login")
 PART_KEYS = {
     "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
     "ports": ("published", "target", "protocol", "bind", "reason"),
@@ -433,7 +436,19 @@ def _build_service(name: str, spec: Mapping[str, Any], where: str) -> Service:
         pids=int(spec.get("pids", 256)),
         compose=dict(spec.get("compose") or {}),
         oidc=_oidc(spec.get("oidc"), name, where),
+        login=_login(spec, name, where),
     )
+
+
+LOGINS = ("own", "sso", "none", "oidc")
+
+
+def _login(spec: Mapping[str, Any], service: str, where: str) -> str:
+    value = str(spec.get("login") or ("oidc" if spec.get("oidc") else "own"))
+    if value not in LOGINS or (value == "oidc") != bool(spec.get("oidc")):
+        raise ConfigError(Problem(f"login of {service} is {value!r}", key=f"{service}.login",
+                                  file=where, fix="own, sso or none (oidc comes with oidc:)"))
+    return value
 
 
 def _oidc(spec: Any, service: str, where: str) -> Oidc | None:

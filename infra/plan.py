@@ -15,7 +15,10 @@ Row = tuple[str, ...]
 STACK_HEADERS: Row = ("order", "stack", "depends on", "network", "services", "description")
 NETWORK_HEADERS: Row = ("network", "attached stacks")
 VOLUME_HEADERS: Row = ("stack", "service", "host path", "container path", "owner", "mode")
-ROUTE_HEADERS: Row = ("host", "path", "stack", "service", "auth", "reason")
+ROUTE_HEADERS: Row = ("host", "path", "stack", "service", "protected by", "who", "app's login",
+                      "reason")
+APP_LOGINS = {"own": "its own, after SSO", "sso": "none: trusts SSO",
+              "oidc": "through Authentik (OIDC)", "none": "none"}
 PORT_HEADERS: Row = ("address", "published", "target", "stack", "service",
                      "why, and what guards it")
 
@@ -45,11 +48,18 @@ def volume_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
     return rows
 
 
-def route_rows(catalogue: cat.Catalogue) -> list[Row]:
-    rows = [(route.host, route.path or "/", stack.name, service.name,
-             route.auth + (f" ({'/'.join(route.methods)})" if route.methods else ""),
-             route.reason or "-")
-            for stack, service, route in cat.all_routes(catalogue)]
+def route_rows(catalogue: cat.Catalogue, groups: str = "") -> list[Row]:
+    """Every route: what guards it (forward auth, basic auth, nothing), for whom (the
+    SSO_GROUPS), and the app's own login behind it."""
+    rows = []
+    for stack, service, route in cat.all_routes(catalogue):
+        methods = f" ({'/'.join(route.methods)})" if route.methods else ""
+        guard, who = {"sso": ("Authentik forward auth", groups or "SSO_GROUPS"),
+                      "basic": ("basic auth", route.user),
+                      "public": ("nothing (public)", "anyone")}.get(route.auth, (route.auth, "?"))
+        login = APP_LOGINS[service.login] if route.auth != "basic" else "none"
+        rows.append((route.host, route.path or "/", stack.name, service.name, guard + methods,
+                     who, login, route.reason or "-"))
     return sorted(rows)
 
 

@@ -33,15 +33,17 @@ def check(c, stack=None, routes=True, timeout=20, profile=""):
     probe_results = []
     for name in names:
         wanted = [s.name for s in catalogue[name].services if s.name in running]
-        http = probes.http_checks(catalogue[name], wanted)
-        if http:
-            done = c.run(probes.probe_command(helper, catalogue[name].network, http, timeout),
-                         hide=True, warn=True)
+        by_network: dict[str, list[probes.HttpCheck]] = {}
+        for http in probes.http_checks(catalogue[name], wanted):
+            by_network.setdefault(http.network, []).append(http)  # its home network
+        for network, group in by_network.items():
+            done = c.run(probes.probe_command(helper, network, group, timeout), hide=True,
+                         warn=True)
             probe_results += probes.parse_probe_output(done.stdout)
     results = checks.service_results(rows, probe_results)
     if routes and "traefik" in names and not config.flag("ACME_ENABLED"):
         cacert = str(cert_paths(config).root)
-        for route in checks.route_checks(catalogue, names, https_port):
+        for route in checks.route_checks(catalogue, names, https_port, config["DOMAIN"]):
             answer = c.run(checks.route_command(route, https_port, cacert), hide=True,
                            warn=True)
             results.append(checks.route_result(route, answer.stdout, answer.stderr))

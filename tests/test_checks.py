@@ -36,12 +36,19 @@ def test_service_verdicts() -> None:
 
 @pytest.mark.unit
 @pytest.mark.parametrize(("auth", "status", "ok"), [
-    ("sso", "302", True), ("sso", "401", True), ("sso", "200", False), ("sso", "502", False),
+    ("sso", "302 https://auth.localhost/application/o/authorize/?client_id=x", True),
+    ("sso", "302 https://auth.localhost:8443/application/o/authorize/", True),
+    ("sso", "302 https://auth.localhost.evil.example/", False),
+    ("sso", "302 https://svc.localhost/login", False), ("sso", "401", False),
+    ("sso", "404", False), ("sso", "200", False), ("sso", "502", False),
+    ("basic", "401", True), ("basic", "200", False), ("basic", "302 https://x/", False),
     ("public", "200", True), ("public", "404", True), ("public", "503", False),
-    ("public", "000", False),
+    ("public", "000", False), ("public", "302 https://auth.localhost/application/o/", False),
+    ("oidc", "200", True), ("oidc", "404", False),
 ])
 def test_route_verdicts(auth: str, status: str, ok: bool) -> None:
-    check = RouteCheck("s", "svc", "svc.localhost", "https://svc.localhost", auth)
+    check = RouteCheck("s", "svc", "svc.localhost", "https://svc.localhost", auth,
+                       "https://auth.localhost")
     assert route_result(check, status).ok is ok
 
 

@@ -27,11 +27,17 @@ def test_rows_cover_the_catalogue(tmp_path: Path) -> None:
     volumes = plan.volume_rows(catalogue, config)
     assert ("auth", "postgresql", str(config.path("DATA_ROOT") / "auth/postgres"),
             "/var/lib/postgresql/data", "70:70", "0700") in volumes
-    routes = plan.route_rows(catalogue)
-    auth_row = next(r for r in routes if r[0] == "auth.localhost")
-    assert auth_row[:5] == ("auth.localhost", "/", "auth", "authentik-server", "public")
-    assert any(r[0] == "registry.localhost" and r[1] == "/v2/" and "GET" in r[4]
-               for r in routes)
+    routes = plan.route_rows(catalogue, "admins")
+    assert all(len(r) == len(plan.ROUTE_HEADERS) for r in routes)
+    by_host = {(r[0], r[1]): r for r in routes}
+    assert by_host[("auth.localhost", "/")][2:7] == (
+        "auth", "authentik-server", "nothing (public)", "anyone", "its own, after SSO")
+    registry = by_host[("registry.localhost", "/v2/")]
+    assert registry[4] == "basic auth (GET/HEAD)" and registry[5] == "pull"
+    grafana = by_host[("grafana.localhost", "/")]
+    assert grafana[4:7] == ("Authentik forward auth", "admins", "through Authentik (OIDC)")
+    assert by_host[("sonarr.localhost", "/")][6] == "none: trusts SSO"
+    assert by_host[("requests.localhost", "/")][6] == "its own, after SSO"  # Seerr
     ports = plan.port_rows(catalogue, config)
     assert ("0.0.0.0", "443/tcp", "443", "traefik", "traefik") in [r[:5] for r in ports]
     assert all(len(r[5].split()) >= 3 for r in ports)  # each says why it is open
