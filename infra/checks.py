@@ -64,7 +64,7 @@ def route_checks(catalogue: Catalogue, names: Sequence[str], https_port: str | i
                  domain: str = "") -> list[RouteCheck]:
     """A check per route (its path prefix, if any), and one per OIDC client's discovery
     document on the auth host (OpenID Connect discovery, at Authentik's per-client path)."""
-    login = f"https://auth.{domain}" if domain else ""
+    login = route_url(f"auth.{domain}", https_port) if domain else ""
     checks = [RouteCheck(name, service.name, route.host, route_url(route.host, https_port),
                          route.auth, login, route.path or "/")
               for name in names for service, route in catalogue[name].routes]

@@ -116,7 +116,7 @@ def forward_auth_apps(catalogue: Catalogue) -> list[ForwardAuthApp]:
     return apps
 
 
-def oidc_clients(catalogue: Catalogue) -> list[OidcClient]:
+def oidc_clients(catalogue: Catalogue, https_port: int | str = 443) -> list[OidcClient]:
     clients = []
     for stack in catalogue.stacks.values():
         for service in stack.services:
@@ -124,8 +124,8 @@ def oidc_clients(catalogue: Catalogue) -> list[OidcClient]:
                 continue
             host = _sso_host(stack, service)
             clients.append(OidcClient(service.name, f"{_title(service)} sign-in",
-                                      f"https://{host}{service.oidc.redirect_path}",
-                                      service.oidc.secret))
+                                      public_url(host, https_port)
+                                      + service.oidc.redirect_path, service.oidc.secret))
     return clients
 
 
@@ -150,9 +150,16 @@ def previous_slugs(text: str | None) -> set[str]:
     return set(re.findall(r"^\s*slug: (\S+) # forward-auth$", text, re.M))
 
 
+def public_url(host: str, https_port: int | str = 443) -> str:
+    """How a browser reaches ``host`` through Traefik: the outpost matches the host part of
+    a provider's external_host, port included, against the request's host."""
+    port = int(https_port)
+    return f"https://{host}" + ("" if port == 443 else f":{port}")
+
+
 def blueprint(apps: Sequence[ForwardAuthApp], clients: Sequence[OidcClient],
-              groups: Sequence[str], auth_host: str, removed: Iterable[str] = ()
-              ) -> dict[str, Any]:
+              groups: Sequence[str], auth_host: str, removed: Iterable[str] = (),
+              https_port: int | str = 443) -> dict[str, Any]:
     """The blueprint document (tags as ``Tag``); ``removed``: slugs to delete."""
     entries: list[dict[str, Any]] = [
         {"model": "authentik_blueprints.metaapplyblueprint",
@@ -171,12 +178,13 @@ def blueprint(apps: Sequence[ForwardAuthApp], clients: Sequence[OidcClient],
         entries += [
             {"model": "authentik_providers_proxy.proxyprovider", "id": f"provider-{app.slug}",
              "identifiers": {"name": PROVIDER_PREFIX + app.slug},
-             "attrs": {"mode": "forward_single", "external_host": f"https://{app.host}",
-                       **flows}},
+             "attrs": {"mode": "forward_single",
+                       "external_host": public_url(app.host, https_port), **flows}},
             {"model": "authentik_core.application", "id": f"app-{app.slug}",
              "identifiers": {"slug": app.slug},
              "attrs": {"name": app.title, "provider": key_of(f"provider-{app.slug}"),
-                       "group": app.stack_title, "meta_launch_url": f"https://{app.host}/",
+                       "group": app.stack_title,
+                       "meta_launch_url": public_url(app.host, https_port) + "/",
                        "policy_engine_mode": "any"}},
             *_bindings(f"app-{app.slug}", len(groups))]
     for client in clients:
@@ -212,7 +220,7 @@ def blueprint(apps: Sequence[ForwardAuthApp], clients: Sequence[OidcClient],
         "identifiers": {"managed": EMBEDDED_OUTPOST},
         # replaces the outpost's provider list and settings as a whole (contracts/authentik.yaml)
         "attrs": {"providers": [key_of(f"provider-{a.slug}") for a in apps],
-                  "config": {"authentik_host": f"https://{auth_host}"}}})
+                  "config": {"authentik_host": public_url(auth_host, https_port)}}})
     return {"version": 1, "metadata": {"name": BLUEPRINT_NAME,
                                        "labels": {"managed-by": "stackyard"}},
             "entries": entries}
@@ -256,6 +264,8 @@ def dump(document: Mapping[str, Any], forward_slugs: Iterable[str] = ()) -> str:
 def render(catalogue: Catalogue, settings: Mapping[str, str], previous: str | None) -> str:
     apps = forward_auth_apps(catalogue)
     removed = previous_slugs(previous) - {a.slug for a in apps}
-    document = blueprint(apps, oidc_clients(catalogue), access_groups(settings["SSO_GROUPS"]),
-                         f"auth.{settings['DOMAIN']}", removed)
+    port = settings.get("TRAEFIK_HTTPS_PORT", "443")
+    document = blueprint(apps, oidc_clients(catalogue, port),
+                         access_groups(settings["SSO_GROUPS"]), f"auth.{settings['DOMAIN']}",
+                         removed, port)
     return dump(document, removed | {a.slug for a in apps})
