@@ -19,6 +19,7 @@ def atomic_write(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
     this content with this mode, in which case nothing is touched.
     """
     data = content.encode() if isinstance(content, str) else content
+    _forget_stale_temp_files(path)
     if path.exists() and path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +35,25 @@ def atomic_write(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return True
+
+
+STALE_TEMP_SECONDS = 60  # a write takes milliseconds: an older temp file's writer was killed
+
+
+def _forget_stale_temp_files(path: Path) -> None:
+    """Remove what a killed writer of ``path`` left (``.<name>.*.tmp``): never read as the
+    file, and never left to pile up."""
+    import time
+
+    if not path.parent.is_dir():
+        return
+    now = time.time()
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > STALE_TEMP_SECONDS:
+                stale.unlink()
+        except OSError:
+            pass
 
 
 def sha256_hex(data: str | bytes) -> str:
@@ -71,6 +91,12 @@ def locked(directory: Path, what: str) -> Iterator[None]:
             holder = handle.read().strip() or "another run"
             print(f"waiting for {holder} to finish writing {what} ({path})", file=sys.stderr)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        earlier = handle.read().strip()
+        if earlier.startswith("stackyard pid ") and earlier != f"stackyard pid {os.getpid()}":
+            # its holder died holding it (a kill): the kernel released it; say so
+            print(f"took over the lock of {earlier}, which is no longer running "
+                  f"({path}; {what})", file=sys.stderr)
         handle.seek(0)
         handle.truncate()
         handle.write(f"stackyard pid {os.getpid()}")

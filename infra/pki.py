@@ -650,7 +650,12 @@ def apply_plan(plan: Plan, spec: PkiSpec, cfssl: Cfssl, rendered_dir: Path,
                 cfssl.gencert(inter_cert, inter_key, profiles, leaf.profile,
                               rendered_dir / leaf.csr_file, prefix)
             produced[step.item] = prefix
-        return protected + _move_into_place(plan, produced, d, now or datetime.now(UTC))
+        from .interrupt import shielded
+
+        # a key without its certificate, or a CA replaced without its leaves, is not a state
+        # to stop in: the moves finish, then an interruption takes effect
+        with shielded("moving the new certificates and keys into place"):
+            return protected + _move_into_place(plan, produced, d, now or datetime.now(UTC))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

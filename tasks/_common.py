@@ -53,6 +53,9 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     """
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return infra_task()(args[0])
+    # "raise": Ctrl-C / SIGTERM stop the task where it is (infra.interrupt); "poll": the
+    # task's threads ask interrupt.cancelled() and the task reports itself (up, deploy)
+    interrupts = kwargs.pop("interrupts", "raise")
 
     def decorate(body: Callable[..., Any]) -> Any:
         help_ = dict(kwargs.pop("help", {}))
@@ -61,12 +64,20 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 
         @functools.wraps(body)
         def run(c: Any, *a: Any, **kw: Any) -> Any:
+            from infra.interrupt import Interrupted, handling
+
             token = None
             try:
-                host = _inventory_host(c)
-                if host:  # `fab -H <inventory name> task`: that host's settings
-                    token = _ENVIRON.set(_host_environ(c, host, kw.get("profile", "")))
-                return body(c, *a, **kw)
+                with handling(raise_in_main=interrupts == "raise") as cancellation:
+                    host = _inventory_host(c)
+                    if host:  # `fab -H <inventory name> task`: that host's settings
+                        token = _ENVIRON.set(_host_environ(c, host, kw.get("profile", "")))
+                    return body(c, *a, **kw)
+            except Interrupted as exc:
+                report = getattr(exc, "report", None) or (
+                    cancellation.steps.report() if cancellation.steps else None)
+                lines = report.lines(exc.signum) if report else _interrupted_lines(exc)
+                raise Exit("\n".join(lines), code=exc.exit_code) from None
             except InfraError as exc:
                 raise Exit(f"error: {exc}", code=exc.exit_code) from None
             finally:
@@ -81,6 +92,13 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 # The process environment a task's configuration is loaded from; None: os.environ.
 _ENVIRON: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "stackyard_environ", default=None)
+
+
+def _interrupted_lines(exc: Any) -> list[str]:
+    from infra.interrupt import resume_command
+
+    return [f"interrupted ({exc}) before it finished; what it had done stays done",
+            f"  to resume, run the same command again: {resume_command()}"]
 
 
 def _inventory_host(c: Any) -> str:

@@ -52,12 +52,20 @@ def _converge_locked(c: Any, config: Any, spec: Any, cfssl: Any, scope: tuple[st
 
             raise ConfigError(list(plan.problems))
         return
+    from infra.interrupt import track
+
     paths = pki.cert_paths(config)
+    steps = track([f"{s.action} {s.item}" for s in plan.steps] + ["chains"])
+
+    def notify(step: Any) -> None:
+        steps.begin(f"{step.action} {step.item}")
+        console().print(f"  [cyan]{step.action}[/cyan] {step.item} ({step.reason})")
+
     changed = pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
-    changed += pki.apply_plan(plan, spec, cfssl, paths.rendered_dir,
-                              notify=lambda step: console().print(
-                                  f"  [cyan]{step.action}[/cyan] {step.item} ({step.reason})"))
+    changed += pki.apply_plan(plan, spec, cfssl, paths.rendered_dir, notify=notify)
+    steps.begin("chains")
     changed += pki.write_chains(spec)
+    steps.finish("chains")
     if changed:
         console().print(f"[green]done[/green]: {len(changed)} file(s) written in {spec.certs_dir}")
     else:

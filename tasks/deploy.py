@@ -23,13 +23,17 @@ ROOT_TASKS: list = []
     "stack": "deploy only this stack (repeatable) on the hosts it is placed on",
     "dry": "render and compare checksums; print what would be uploaded; touch nothing",
     "timeout": "seconds each stack may take to become healthy (default: HEALTH_TIMEOUT)",
-})
-def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, profile=""):
+    "jobs": "stacks brought up at once on each host when independent (default 4)",
+}, interrupts="poll")
+def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, profile=""):
     """Render per host, upload what changed, bring its stacks up health-gated; hosts in parallel.
 
     Prints a table of host, stacks, result, uploads and time; a host that cannot be reached or
-    whose stacks do not become healthy is named with the reason, the others still deploy, and
-    the exit code is non-zero.
+    whose stacks do not become healthy is named with the step and the whole reason, the
+    others still deploy, and the exit code is non-zero. A host whose link is lost is noticed
+    within ~20 s. Ctrl-C or SIGTERM: every connection closes at once, nothing new starts, and
+    it says which hosts finished, which were cut off (and in which step), which never
+    started; the same command resumes (exit 130, or 143).
     """
     import os
     import threading
@@ -59,14 +63,30 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, profile=""
             say(target.name, f"-> {target.host.user}@{target.host.address}:{target.host.port} "
                              f"stacks {', '.join(per_target[target.name])}")
     options = run.DeployOptions(profile=profile, timeout=int(timeout), dry=dry,
-                                environ=dict(os.environ))
+                                environ=dict(os.environ), jobs=max(1, int(jobs)))
     results = run.deploy_all(targets, per_target, project, options, say)
     _print_summary(results)
+    from infra.interrupt import current
+
+    cancel = current()
+    if cancel.is_set():
+        from infra.interrupt import Report
+
+        from .lifecycle import _exit_interrupted
+
+        finished = tuple(f"{r.host} ({r.result})" for r in results
+                         if r.result not in (summary.INTERRUPTED, summary.NOT_STARTED))
+        cut = tuple(f"{r.host} ({r.reason})" for r in results
+                    if r.result == summary.INTERRUPTED)
+        never = tuple(r.host for r in results if r.result == summary.NOT_STARTED)
+        _exit_interrupted(Report(finished, cut, never), cancel.signum)
     code = summary.exit_code(results)
     if code:
         failed = [r for r in results if not r.ok]
-        raise Exit("error: deploy failed on " + ", ".join(f"{r.host} ({r.reason})"
-                                                          for r in failed), code=code)
+        for result in failed:  # every cause whole, with its fix: never cut to a line
+            out.print(f"{result.host}: {result.reason}", markup=False, highlight=False)
+        raise Exit("error: deploy failed on " + ", ".join(r.host for r in failed)
+                   + " (causes above)", code=code)
 
 
 def _print_summary(results: list[Any]) -> None:

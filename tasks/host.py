@@ -119,18 +119,28 @@ def prepare(c, source="docker", user="", dry=False, profile=""):
 
     remove-rootful, install-docker, rootless, unprivileged-ports, cgroup-delegation, storage.
     """
+    from infra.interrupt import track
+
     config = load(profile, write=False).config
     if dry:
         say("dry run: each step is planned against the host as it is now, so later steps may "
             "list work an earlier step would already do")
-    if config.flag("ROOTLESS"):
-        remove_rootful(c, dry=dry)
-    install_docker(c, source=source, dry=dry, profile=profile)
-    if config.flag("ROOTLESS"):
-        rootless(c, user=user, dry=dry, profile=profile)
-        unprivileged_ports(c, dry=dry, profile=profile)
-        cgroup_delegation(c, user=user, dry=dry, profile=profile)
-    storage(c, user=user, dry=dry, profile=profile)
+    rootless_on = config.flag("ROOTLESS")
+    plan = [("remove-rootful", lambda: remove_rootful(c, dry=dry), rootless_on),
+            ("install-docker", lambda: install_docker(c, source=source, dry=dry,
+                                                      profile=profile), True),
+            ("rootless", lambda: rootless(c, user=user, dry=dry, profile=profile), rootless_on),
+            ("unprivileged-ports", lambda: unprivileged_ports(c, dry=dry, profile=profile),
+             rootless_on),
+            ("cgroup-delegation", lambda: cgroup_delegation(c, user=user, dry=dry,
+                                                            profile=profile), rootless_on),
+            ("storage", lambda: storage(c, user=user, dry=dry, profile=profile), True)]
+    chosen = [(name, run) for name, run, wanted in plan if wanted]
+    steps = track([name for name, _ in chosen])
+    for name, run in chosen:
+        steps.begin(name)
+        run()
+    steps.finish(name)
 
 
 @infra_task(help={"user": USER_HELP, "socket": "engine socket (default: DOCKER_SOCKET)"})

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
+from infra.interrupt import current, track
+
 from ._common import console, infra_task, load
 
 if TYPE_CHECKING:
@@ -61,17 +63,36 @@ def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, d
     "dry": DRY_HELP,
     "timeout": "seconds each stack may take to become healthy (default: HEALTH_TIMEOUT)",
     "jobs": "stacks brought up at the same time when independent (default 4; 1: one by one)",
-})
-def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
-    """Bring the stacks up in dependency order, each one health-gated."""
+    "events": "also write each state change as a JSON line to this file ('-': standard "
+              "output; the shape is in infra/events.py)",
+}, interrupts="poll")
+def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", profile=""):
+    """Bring the stacks up in dependency order, each one health-gated.
+
+    Ctrl-C or SIGTERM: nothing new starts, what runs stops, and it says what finished, what
+    was cut off and what never started; the same command resumes (exit 130, or 143)."""
     from infra.bringup import apply, report
+    from infra.events import Events
+    from infra.interrupt import Interrupted, Report, current
 
     project = load(profile, write=not dry)
     out = console()
     from infra.bringup.certificates import ensure_certificates
 
-    cert_steps = ensure_certificates(c, project, dry)
-    names, prepared, up_plan, networks = _plan_up(c, project, stack or None, no_deps, dry)
+    cancel = current()
+    everything = stack or project.catalogue.names()
+    stream = Events(events)
+    try:
+        stream.emit("step", step="certificates", state="started")
+        cert_steps = ensure_certificates(c, project, dry)
+        cancel.check()
+        stream.emit("step", step="plan", state="started")
+        names, prepared, up_plan, networks = _plan_up(c, project, stack or None, no_deps, dry)
+        cancel.check()
+    except Interrupted as exc:
+        exc.report = Report((), (), tuple(everything))  # type: ignore[attr-defined]
+        stream.emit(**exc.report.as_event(exc.signum))  # type: ignore[attr-defined]
+        raise
     config = project.config
     helper = _helper_image(project)
     if dry:
@@ -93,12 +114,30 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
     if up_plan.changes_nothing:
         out.print(f"[green]up to date[/green]: {', '.join(names)} unchanged since the last "
                   "successful bring-up")
+        stream.emit("done", ok=True, stacks=dict.fromkeys(names, "unchanged"))
         _print_urls(project, names, {n: "unchanged" for n in names})
         return
-    engine = apply.prepare_engine(c, project.catalogue, names, up_plan, networks, helper,
-                                  str(config.path("DATA_ROOT")), out.print)
+    try:
+        stream.emit("step", step="engine", state="started")
+        engine = apply.prepare_engine(c, project.catalogue, names, up_plan, networks, helper,
+                                      str(config.path("DATA_ROOT")), out.print)
+        cancel.check()
+    except Interrupted as exc:
+        exc.report = Report((), ("networks and volume ownership",),  # type: ignore[attr-defined]
+                            tuple(names))
+        stream.emit(**exc.report.as_event(exc.signum))  # type: ignore[attr-defined]
+        raise
     outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout),
-                            max(1, int(jobs)), engine)
+                            max(1, int(jobs)), engine, stream)
+    if cancel.is_set():
+        from infra.bringup.schedule import interruption_report
+
+        interrupted = interruption_report(outcomes)
+        stream.emit(**interrupted.as_event(cancel.signum))
+        _exit_interrupted(interrupted, cancel.signum)
+    stream.emit("done", ok=all(o.ok for o in outcomes.values()),
+                stacks={n: o.status for n, o in outcomes.items()})
+    stream.close()
     _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
     failures = report.failure_text(outcomes)
     if failures:
@@ -109,8 +148,27 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, profile=""):
                    + " did not become healthy (stacks already up stay up)", code=1)
 
 
+def _exit_interrupted(report: Any, signum: int) -> None:
+    """Print where an interrupted run stopped, and leave now: threads still stopping (a
+    command that had not yet seen the signal) are not waited for."""
+    import os
+    import sys
+
+    from infra.interrupt import EXIT_CODES
+
+    for line in report.lines(signum):
+        console().print(line, markup=False, highlight=False)
+    code = EXIT_CODES.get(signum, 130)
+    if threading.active_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise Exit(code=code)
+
+
 def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
-                 helper: str, timeout: int, jobs: int, engine: Any) -> dict[str, Any]:
+                 helper: str, timeout: int, jobs: int, engine: Any, stream: Any
+                 ) -> dict[str, Any]:
     from infra.bringup import apply, schedule, state
 
     catalogue = project.catalogue
@@ -129,8 +187,17 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
                                                                       prepared[name].files))
         return outcome
 
-    progress = schedule.Progress()
+    out = console()
+
+    def changed(stack: str, state_: str, elapsed: float) -> None:
+        stream.emit("stack", stack=stack, state=state_, elapsed=round(elapsed, 1))
+        if not out.is_terminal:  # CI, pipes: one plain line per change, no control codes
+            out.print(f"{stack}: {state_} ({elapsed:.1f}s)", markup=False, highlight=False)
+
+    progress = schedule.Progress(listener=changed)
     deps = {n: list(catalogue[n].depends_on) for n in order}
+    if not out.is_terminal:
+        return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
     with _live(progress):
         return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
 
@@ -146,7 +213,7 @@ class _live:
         from rich.table import Table
 
         colours = {"healthy": "green", "unchanged": "green", "failed": "red", "blocked": "red",
-                   "not started": "yellow", "starting": "cyan"}
+                   "not started": "yellow", "starting": "cyan", "interrupted": "yellow"}
         table = Table(box=None, show_header=False)
         for stack, state, elapsed in self.progress.snapshot():
             colour = colours.get(state, "dim")
@@ -227,7 +294,9 @@ def down(c, stack=None, volumes=False, yes=False, dry=False, profile=""):
         return
     helper = _helper_image(project)
     data_root = str(project.config.path("DATA_ROOT"))
+    steps = track(list(down_plan.order))
     for name in down_plan.order:
+        steps.begin(name)
         step = down_plan.steps[name]
         if step.action == plan.STOP or volumes:
             apply.down_stack(c, None, plan.project_name(name), volumes)
@@ -237,6 +306,7 @@ def down(c, stack=None, volumes=False, yes=False, dry=False, profile=""):
         state.forget_stack(project.config.build_dir, name)
         console().print(f"{'stopped' if step.action == plan.STOP else 'not running'}: {name}"
                         + (" (volumes and data deleted)" if volumes else ""))
+        steps.finish(name)
 
 
 def _selected(project: Project, stack: list[str] | None) -> list[str]:
@@ -261,9 +331,13 @@ def restart(c, stack=None, service=None, profile=""):
     import shlex
 
     project = load(profile)
-    for name in _selected(project, stack):
+    names = _selected(project, stack)
+    steps = track(names)
+    for name in names:
+        steps.begin(name)
         c.run(f"{_compose_base(name)} restart " + " ".join(shlex.quote(s) for s in service or ()),
               warn=True)
+        steps.finish(name)
 
 
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP})
@@ -309,13 +383,17 @@ def pull(c, stack=None, profile=""):
 
     project = load(profile)
     names = _selected(project, stack)
+    steps = track(names)
     for name, prepared in session.prepare_stacks(project, names).items():
         from infra.bringup.commands import compose
 
+        steps.begin(name)
         console().print(f"[bold]{name}[/bold]")
         result = c.run(compose(prepared.target, "pull"), warn=True)
+        current().check()  # its pull got the signal: interrupted, not failed
         if not result.ok:
             raise Exit(f"error: pulling the images of {name} failed", code=1)
+        steps.finish(name)
 
 
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP})

@@ -250,6 +250,42 @@ def test_a_failure_blocks_dependents_and_starts_nothing_new() -> None:
     assert "bad: FAILED" in text and "needs_bad: blocked (needs bad)" in text
 
 
+def test_an_interruption_starts_nothing_new_and_cuts_off_what_runs() -> None:
+    """A stack that stops when told is ``interrupted``; one that does not stop within the
+    grace period is reported cut off all the same, and the run returns at once."""
+    deps = {"base": [], "quick": ["base"], "stuck": ["base"], "top": ["quick"]}
+    cancel = threading.Event()
+
+    def bring_up(name: str) -> schedule.StackOutcome:
+        if name == "base":
+            return schedule.StackOutcome(name, schedule.HEALTHY)
+        if name == "quick":  # its command got the signal: it fails at once
+            cancel.wait(5)
+            return schedule.StackOutcome(name, schedule.FAILED, detail="canceled")
+        time.sleep(5)  # a command that never saw the signal
+        return schedule.StackOutcome(name, schedule.HEALTHY)
+
+    threading.Timer(0.3, cancel.set).start()
+    events: list[tuple[str, str]] = []
+    progress = schedule.Progress(listener=lambda s, state, _: events.append((s, state)))
+    begin = time.monotonic()
+    outcomes = schedule.run_in_order(list(deps), deps, bring_up, progress,
+                                     cancelled=cancel.is_set)
+    took = time.monotonic() - begin
+    assert took < 0.3 + schedule.GRACE + 0.5, took
+    assert outcomes["base"].status == schedule.HEALTHY
+    assert outcomes["quick"].status == schedule.INTERRUPTED  # never "failed"
+    assert outcomes["stuck"].status == schedule.INTERRUPTED
+    assert outcomes["top"].status == schedule.NOT_STARTED
+    assert outcomes["top"].detail == "interrupted before it started"
+    assert ("quick", schedule.INTERRUPTED) in events
+    told = schedule.interruption_report(outcomes)
+    assert (told.finished, set(told.cut_off), told.not_started) == (
+        ("base",), {"quick", "stuck"}, ("top",))
+    lines = told.lines()
+    assert lines[0] == "interrupted (SIGINT)" and "run the same command again" in lines[-1]
+
+
 # ---------------------------------------------------------------- commands through a context
 
 

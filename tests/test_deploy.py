@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.deploy import layout, summary, upload
+from infra.deploy import layout, run, summary, upload
 from infra.deploy.targets import resolve_targets, stacks_per_target
 from infra.errors import ConfigError
 from infra.inventory import parse_inventory
@@ -124,6 +124,34 @@ def test_summary_rows_and_exit_code() -> None:
     assert summary.rows([ok, bad]) == [("a", "zot", "unchanged", "0", "1.2s", "-"),
                                        ("b", "media", "failed", "0", "0.5s", "auth failed: ...")]
     assert summary.exit_code([ok]) == 0 and summary.exit_code([ok, bad]) == 1
+
+
+def test_a_multi_line_cause_reaches_the_user_whole(tmp_path: Path) -> None:
+    """A configuration problem (a cause, then its fix, on later lines) raised while a host is
+    deployed: the host's result keeps it whole, with the step; the table points to it; the
+    task prints it whole. And a compose error's later lines are kept too."""
+    from infra.errors import ConfigError, Problem
+
+    problem = ConfigError(Problem("publishes auth/authentik-server:9000 on 127.0.0.1, which "
+                                  "host h1 cannot reach", key="BIND_ADDRESS",
+                                  file="env/inventory.yaml", fix="set BIND_ADDRESS for h2"))
+
+    class Refusing:
+        def run(self, *_: object, **__: object) -> object:
+            raise problem
+
+    target = type("T", (), {"name": "h1", "host": type("H", (), {"rootless": False,
+                                                                  "docker_socket": ""})()})()
+    result = run.deploy_host(Refusing(), target, ["traefik"], None, run.DeployOptions(),
+                             lambda *_: None)
+    assert result.result == summary.FAILED
+    assert result.reason.startswith("while connecting: ")
+    assert "cannot reach" in result.reason and "fix: set BIND_ADDRESS for h2" in result.reason
+    [row] = summary.rows([result])
+    assert row[-1].endswith("(whole cause below)")
+    compose = RuntimeError("service \"zot\" failed\nError response from daemon: pull access "
+                           "denied for x, repository does not exist")
+    assert "pull access denied" in summary.classify(compose)
 
 
 def _render(env_dir: Path, stack: str, host: str = "") -> dict[str, str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +214,99 @@ def test_dry_deploy_shows_what_would_be_uploaded(fleet: Fleet) -> None:
         assert target.read_text() == original + " "  # nothing touched
     finally:
         target.write_text(original)
+
+
+def _start_deploy(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
+    """A deploy in its own process group (as a terminal runs it), stdout line-buffered."""
+    return subprocess.Popen([e2e.INVOKE, "deploy", "--host", "h1", "--host", "h2", *args],
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**fleet.environ, "PYTHONUNBUFFERED": "1"},
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _read_until(run: subprocess.Popen[str], pattern: str, timeout: float = 300) -> list[str]:
+    """The deploy's output up to the first line matching ``pattern``: the point the test acts
+    at is what the run has reached, never a sleep."""
+    import selectors
+
+    seen: list[str] = []
+    assert run.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(run.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if selector.select(timeout=1):
+            line = run.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if re.search(pattern, line):
+                return seen
+    raise AssertionError(f"never reached {pattern!r}: {''.join(seen)[-3000:]}")
+
+
+def _force_work(fleet: Fleet) -> None:
+    """Both hosts have something to bring up again: their containers are gone."""
+    for name, (stack, service) in (("h1", ("zot", "zot")), ("h2", ("minio", "minio"))):
+        found = fleet.containers(name).get((stack, service))
+        if found:
+            fleet.docker(name, "rm", "-f", found[0])
+
+
+def test_ctrl_c_during_a_two_host_deploy_stops_at_once_and_resumes(fleet: Fleet) -> None:
+    _force_work(fleet)
+    run = _start_deploy(fleet)
+    _read_until(run, r"^h[12] (zot|minio): ")  # a host's bring-up has begun
+    begin = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    took = time.monotonic() - begin
+    assert run.returncode == 130, out + err
+    assert took < 2.0, took
+    assert "Traceback" not in out + err
+    assert "interrupted (SIGINT)" in out and "cut off:" in out, out
+    assert "interrupted while" in out  # the step each cut-off host was in
+    assert "to resume, run the same command again: invoke deploy --host h1 --host h2" in out
+    print(f"Ctrl-C to exit (deploy, two hosts): {took:.2f}s")
+    again = fleet.invoke("deploy", "--host", "h1", "--host", "h2")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr
+    for name, (stack, service) in (("h1", ("zot", "zot")), ("h2", ("minio", "minio"))):
+        assert "Up" in fleet.containers(name)[(stack, service)][1]
+
+
+@pytest.mark.parametrize("point, step", [
+    (r"^h2 rendered ", "while (comparing files|uploading)"),
+    (r"^h2 minio: ", "while bringing up"),
+])
+def test_a_host_lost_mid_deploy_is_named_and_the_other_finishes(fleet: Fleet, point: str,
+                                                              step: str) -> None:
+    """h2's link is cut once its deploy reaches ``point`` (before its upload, or inside its
+    bring-up): h2 is reported with the step and the cause within ~20 s (SSH keepalives and
+    TCP_USER_TIMEOUT), h1 finishes, the exit code says so; with the link back, the same
+    command converges."""
+    _force_work(fleet)
+    config = fleet.deploy_root("h2") / "stacks" / "minio" / "minio-setup.sh"
+    config.write_text(config.read_text() + "\n")  # so h2 has a file to upload
+    veth = "sdv2"  # h2's end on the bridge (tests/support/hosts.py)
+    run = _start_deploy(fleet)
+    try:
+        _read_until(run, point)
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+        begin = time.monotonic()
+        out, err = run.communicate(timeout=180)
+        noticed = time.monotonic() - begin
+    finally:
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+    assert run.returncode == 1, out + err
+    rows = summary_rows(out)
+    assert rows["h1"][1] == "deployed", out[-3000:]
+    assert rows["h2"][1] == "failed" and re.search(step, rows["h2"][-1]), rows
+    assert "h2" in err and "Traceback" not in out + err
+    print(f"lost host noticed after {noticed:.1f}s ({point})")
+    assert noticed < 60, noticed
+    again = fleet.invoke("deploy", "--host", "h1", "--host", "h2")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr
+    assert "Up" in fleet.containers("h2")[("minio", "minio")][1]
 
 
 def test_a_dead_host_is_named_and_the_other_still_deploys(fleet: Fleet) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -256,6 +257,58 @@ def test_day_two_commands(lab: e2e.Lab) -> None:
 def _psql(lab: e2e.Lab, sql: str) -> str:
     return lab.docker("exec", "auth-postgresql-1", "psql", "-h", "/var/run/postgresql",
                       "-U", "authentik", "-d", "authentik", "-tAc", sql).strip()
+
+
+def test_ctrl_c_during_up_stops_at_once_and_the_same_command_resumes(lab: e2e.Lab) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once the monitoring
+    stack is being brought up: out within 2 s, exit 130, the three lists and the resume
+    command, an ``interrupted`` event with the same lists; the same command then converges."""
+    down = lab.invoke("down", "--stack", "monitoring")
+    assert down.returncode == 0, down.stdout + down.stderr
+    events = lab.workdir / "ctrl-c.ndjson"
+    run = lab.start("up", "--events", str(events))
+    e2e.wait_for_event(events, lambda e: e.get("stack") == "monitoring"
+                       and e.get("state") == "starting", run)
+    begin = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    took = time.monotonic() - begin
+    lab.timings["Ctrl-C to exit (up)"] = took
+    assert run.returncode == 130, out + err
+    assert took < 2.0, took
+    assert "Traceback" not in out + err
+    assert "interrupted (SIGINT)" in out
+    assert "cut off:       monitoring" in out, out
+    assert "to resume, run the same command again: invoke up --events" in out
+    assert "failed" not in out.split("interrupted (SIGINT)")[-1]
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last["event"] == "interrupted" and last["cut_off"] == ["monitoring"]
+    assert "traefik" in last["finished"]
+    again = lab.invoke("up")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert lab.containers()[("monitoring", "grafana")]["health"] == "healthy"
+
+
+def test_sigkill_during_up_then_the_same_command_converges(lab: e2e.Lab) -> None:
+    """Killed (SIGKILL: nothing of ours runs) inside the bring-up: the next run converges with
+    the same secrets, leaves no temporary file, and no lock is left to wait for."""
+    secrets = (lab.workdir / "env" / "secrets.env").read_text()
+    down = lab.invoke("down", "--stack", "monitoring")
+    assert down.returncode == 0, down.stdout + down.stderr
+    events = lab.workdir / "sigkill.ndjson"
+    run = lab.start("up", "--events", str(events))
+    e2e.wait_for_event(events, lambda e: e.get("stack") == "monitoring"
+                       and e.get("state") == "starting", run)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=30)
+    begin = time.monotonic()
+    again = lab.invoke("up")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert "waiting for" not in again.stderr  # the dead run's locks went with it
+    assert (lab.workdir / "env" / "secrets.env").read_text() == secrets
+    leftovers = [p for p in lab.workdir.rglob("*.tmp") if "engine" not in p.parts]
+    assert not leftovers, leftovers
+    lab.timings["up after SIGKILL"] = time.monotonic() - begin
 
 
 def test_data_survives_down_then_up(lab: e2e.Lab) -> None:

@@ -334,3 +334,42 @@ def test_relative_key_and_ca_paths_are_the_project_s(env_dir: Path) -> None:
     assert copy.source == str(ROOT / "certs" / "ingress-key.pem")
     [check] = tls_checks(traefik)
     assert check.ca == str(ROOT / "certs" / "ca.pem")
+
+
+def test_a_lock_whose_holder_was_killed_is_taken_over_and_said(tmp_path: Path,
+                                                               capfd: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    """SIGKILL while holding the lock: the kernel released it; the next run takes it at once
+    and says whose it was."""
+    script = ("import os, signal, sys; from pathlib import Path; "
+              "from infra.fsutil import locked\n"
+              f"with locked(Path({str(tmp_path)!r}), 'secrets'):\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+                            timeout=60)
+    assert killed.returncode == -9
+    from infra.fsutil import locked
+
+    with locked(tmp_path, "secrets"):
+        pass
+    said = capfd.readouterr().err
+    assert "took over the lock of stackyard pid" in said and "no longer running" in said
+    with locked(tmp_path, "secrets"):  # released cleanly this time: nothing to say
+        pass
+    assert "took over" not in capfd.readouterr().err
+
+
+def test_a_temp_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path: Path
+                                                                           ) -> None:
+    from infra.fsutil import STALE_TEMP_SECONDS, atomic_write
+
+    target = tmp_path / "secrets.env"
+    left = tmp_path / ".secrets.env.abc123.tmp"
+    left.write_text("half a secr")
+    old = os.stat(left).st_mtime - STALE_TEMP_SECONDS - 5
+    os.utime(left, (old, old))
+    fresh = tmp_path / ".secrets.env.def456.tmp"  # a writer at work right now: kept
+    fresh.write_text("being written")
+    atomic_write(target, "A=1\n", 0o600)
+    assert not left.exists() and fresh.exists()
+    assert target.read_text() == "A=1\n"

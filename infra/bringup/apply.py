@@ -10,6 +10,7 @@ from typing import Any
 
 from ..catalogue import Catalogue, Stack, internal_networks
 from ..errors import InfraError
+from ..interrupt import cancelled
 from ..mirror import mirror_image
 from . import commands as cmd
 from .enginehost import HELPER_ONLY, EngineHost, read_engine_host
@@ -34,7 +35,7 @@ from .probes import (
     tls_checks,
     tls_probe_command,
 )
-from .schedule import FAILED, HEALTHY, UNCHANGED, ServiceFailure, StackOutcome
+from .schedule import FAILED, HEALTHY, INTERRUPTED, UNCHANGED, ServiceFailure, StackOutcome
 
 LOG_TAIL = 30
 
@@ -149,12 +150,21 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
     def remaining() -> int:
         return max(1, int(timeout - (time.monotonic() - begin)))
 
+    def interrupted() -> StackOutcome | None:
+        """Between steps: stop here when the run was interrupted (nothing new starts)."""
+        if cancelled():
+            return StackOutcome(stack.name, INTERRUPTED, time.monotonic() - begin,
+                                "interrupted while it ran")
+        return None
+
     def failed(failures: Sequence[ServiceFailure], detail: str) -> StackOutcome:
         return StackOutcome(stack.name, FAILED, time.monotonic() - begin, detail,
                             tuple(failures))
 
     if daemons:
         result = c.run(cmd.compose_up(target, daemons, remaining()), hide=True, warn=True)
+        if stop := interrupted():
+            return stop
         if result.ok and step.recreate:
             result = c.run(cmd.compose_up(target, step.recreate, remaining(), force_recreate=True,
                                           no_deps=True), hide=True, warn=True)
@@ -163,6 +173,8 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
             return failed(collect_failures(c, stack, target, daemons, log_tail, error), error)
     # each service is probed on its home network (internal services only answer there)
     for network, checks in _by_network(http_checks(stack, daemons)).items():
+        if stop := interrupted():
+            return stop
         probe = (host_probe_command(checks, target.project, network, remaining())
                  if engine.probe_on_host else
                  probe_command(helper_image, network, checks, remaining()))
@@ -175,6 +187,8 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
             return failed(failures, "HTTP health probe failed" if bad
                           else _last_lines(result.stderr, 6))
     for check in tls_checks(stack, daemons):
+        if stop := interrupted():
+            return stop
         image = mirror_image(check.image, mirror)
         result = c.run(tls_probe_command(image, check.network, check, remaining()), hide=True,
                        warn=True)
@@ -186,6 +200,8 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
                           f"{check.service} does not present a certificate of our CA for "
                           f"{check.name} on port {check.port}")
     for job in jobs:
+        if stop := interrupted():
+            return stop
         started = c.run(cmd.compose_start_oneshot(target, [job]), hide=True, warn=True)
         waited = c.run(cmd.compose_wait(target, job), hide=True, warn=True) if started.ok \
             else started

@@ -3,6 +3,10 @@
 A stack starts as soon as every stack it depends on is up (finer than waiting for a whole
 layer). After a failure nothing new starts: stacks that need the failed one are ``blocked``,
 others ``not started``; stacks already running finish and stay up.
+
+Interrupted (Ctrl-C, SIGTERM: infra.interrupt), nothing new starts either; the stacks being
+brought up get ``GRACE`` seconds to stop (their commands got the signal too), then are
+reported ``interrupted``, never ``failed``: the signal, not the stack, stopped them.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
-HEALTHY, UNCHANGED, FAILED, BLOCKED, NOT_STARTED = (
-    "healthy", "unchanged", "failed", "blocked", "not started")
+HEALTHY, UNCHANGED, FAILED, BLOCKED, NOT_STARTED, INTERRUPTED = (
+    "healthy", "unchanged", "failed", "blocked", "not started", "interrupted")
+GRACE = 1.2  # seconds the running stacks get to stop once interrupted (the user waits <= 2 s)
 WAITING, STARTING = "waiting", "starting"
 OK_STATES = {HEALTHY, UNCHANGED}
 
@@ -48,6 +54,8 @@ class Progress:
     started: dict[str, float] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # told of every change (stack, state, elapsed): the --events stream
+    listener: Callable[[str, str, float], None] | None = None
 
     def set(self, stack: str, state: str) -> None:
         with self.lock:
@@ -58,6 +66,9 @@ class Progress:
             elif state not in (WAITING,):
                 self.started.setdefault(stack, now)
                 self.finished[stack] = now
+            elapsed = now - self.started[stack] if stack in self.started else 0.0
+        if self.listener is not None:
+            self.listener(stack, state, elapsed)
 
     def snapshot(self) -> list[tuple[str, str, float]]:
         now = time.monotonic()
@@ -72,8 +83,12 @@ class Progress:
 
 def run_in_order(order: Sequence[str], depends_on: Mapping[str, Sequence[str]],
                  bring_up: Callable[[str], StackOutcome], progress: Progress | None = None,
-                 max_parallel: int = 4) -> dict[str, StackOutcome]:
+                 max_parallel: int = 4, cancelled: Callable[[], bool] | None = None
+                 ) -> dict[str, StackOutcome]:
     """Call ``bring_up(stack)`` for every stack of ``order`` once its dependencies are OK."""
+    from ..interrupt import cancelled as interrupt_cancelled
+
+    cancelled = cancelled or interrupt_cancelled
     progress = progress or Progress()
     chosen = set(order)
     deps = {name: [d for d in depends_on.get(name, ()) if d in chosen] for name in order}
@@ -90,15 +105,21 @@ def run_in_order(order: Sequence[str], depends_on: Mapping[str, Sequence[str]],
             outcome = bring_up(name)
         except Exception as exc:  # report it as this stack's failure, keep the others' outcome
             outcome = StackOutcome(name, FAILED, detail=f"{type(exc).__name__}: {exc}")
+        if not outcome.ok and cancelled():  # its commands got the signal: not its failure
+            outcome = StackOutcome(name, INTERRUPTED, detail="interrupted while it ran")
         if not outcome.elapsed:
             outcome = StackOutcome(outcome.stack, outcome.status, time.monotonic() - begin,
                                    outcome.detail, outcome.failures)
         progress.set(name, outcome.status)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, max_parallel))
+    deadline = None
+    try:
         while True:
-            if not stopped:
+            if cancelled() and deadline is None:
+                deadline = time.monotonic() + GRACE
+            if not stopped and deadline is None:
                 for name in order:
                     if name in outcomes or name in running.values():
                         continue
@@ -106,19 +127,30 @@ def run_in_order(order: Sequence[str], depends_on: Mapping[str, Sequence[str]],
                         running[pool.submit(timed, name)] = name
             if not running:
                 break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            if deadline is not None and time.monotonic() >= deadline:
+                for name in running.values():  # still stopping: reported as cut off
+                    outcomes[name] = StackOutcome(name, INTERRUPTED,
+                                                  detail="interrupted while it ran")
+                    progress.set(name, INTERRUPTED)
+                running.clear()
+                break
+            done, _ = wait(list(running), timeout=0.1, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
                 outcomes[name] = future.result()
                 if not outcomes[name].ok:
                     stopped = True
-    failed = {n for n, o in outcomes.items() if not o.ok}
+    finally:
+        # an interrupted run does not wait for threads still stopping (the task exits)
+        pool.shutdown(wait=deadline is None, cancel_futures=True)
+    failed = {n for n, o in outcomes.items() if o.status in (FAILED, BLOCKED)}
     for name in order:
         if name in outcomes:
             continue
         blockers = sorted(_transitive(name, deps) & failed)
         status = BLOCKED if blockers else NOT_STARTED
-        detail = f"needs {', '.join(blockers)}" if blockers else "bring-up stopped"
+        detail = (f"needs {', '.join(blockers)}" if blockers else
+                  "interrupted before it started" if cancelled() else "bring-up stopped")
         outcomes[name] = StackOutcome(name, status, detail=detail)
         progress.set(name, status)
     return {name: outcomes[name] for name in order}
@@ -133,3 +165,14 @@ def _transitive(name: str, deps: Mapping[str, Sequence[str]]) -> set[str]:
             seen.add(current)
             frontier.extend(deps.get(current, ()))
     return seen
+
+
+def interruption_report(outcomes: Mapping[str, StackOutcome], prefix: str = "") -> Any:
+    """What finished, what was cut off, what never started (infra.interrupt.Report)."""
+    from ..interrupt import Report
+
+    def named(statuses: set[str]) -> tuple[str, ...]:
+        return tuple(prefix + n for n, o in outcomes.items() if o.status in statuses)
+
+    return Report(named({HEALTHY, UNCHANGED, FAILED}), named({INTERRUPTED}),
+                  named({NOT_STARTED, BLOCKED}))

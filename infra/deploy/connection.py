@@ -116,6 +116,7 @@ class Connection(fabric.Connection):  # type: ignore[misc]
                 f"'{known_hosts_name(self.host, int(self.port))}' -f FILE) and record the new "
                 "one") from None
         disable_nagle(self.transport)
+        notice_dead_links(self.transport)
         return result
 
 
@@ -142,6 +143,22 @@ def verify_host_keys(client: paramiko.SSHClient, extra: Sequence[str], port: int
         files.append(path)
     client.set_missing_host_key_policy(_RefuseUnknown(port, files))
     return files
+
+
+KEEPALIVE_SECONDS = 5  # an SSH keepalive this often keeps data in flight on an idle link
+DEAD_LINK_SECONDS = 15  # ... and the kernel drops the connection when it stays unanswered
+
+
+def notice_dead_links(transport: Any) -> None:
+    """A host whose link is cut mid-command is noticed within ~20 s: SSH keepalives keep a
+    packet in flight, and TCP_USER_TIMEOUT makes the kernel give up on one unanswered that
+    long (without them a read on a dead link waits for TCP's retries, ~15 minutes). A command
+    that legitimately runs for minutes is unaffected: the host answers keepalives meanwhile."""
+    transport.set_keepalive(KEEPALIVE_SECONDS)
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        user_timeout = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux's value
+        sock.setsockopt(socket.IPPROTO_TCP, user_timeout, DEAD_LINK_SECONDS * 1000)
 
 
 def disable_nagle(transport: Any) -> None:

@@ -15,7 +15,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ class DeployOptions:
     profile: str = ""
     timeout: int = 0  # seconds per stack; 0: HEALTH_TIMEOUT
     dry: bool = False
+    jobs: int = 4  # stacks brought up at once on a host, when independent
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -74,17 +75,40 @@ def host_task_environ(conn: Any, host: Any, base: Any, environ: Mapping[str, str
 
 def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                 options: DeployOptions, say: Say) -> summary.HostResult:
-    """Deploy ``stacks`` to one host; never raises: every failure becomes the result."""
+    """Deploy ``stacks`` to one host; never raises: every failure becomes the result, with
+    the step it happened in (an interruption, with the step it cut off)."""
+    from ..interrupt import cancelled
+
     begin = time.monotonic()
+    stage = ["connecting"]
+
+    def step(name: str) -> None:
+        stage[0] = name
+        if cancelled():
+            raise _Stopped(name)
+
     try:
-        return _deploy(conn, target, stacks, base, options, say, begin)
+        result = _deploy(conn, target, stacks, base, options, say, begin, step)
     except Exception as exc:  # one host's failure must not stop the others
+        if cancelled():
+            return summary.HostResult(target.name, tuple(stacks), summary.INTERRUPTED,
+                                      time.monotonic() - begin, f"interrupted while {stage[0]}")
         return summary.HostResult(target.name, tuple(stacks), summary.FAILED,
-                                  time.monotonic() - begin, summary.classify(exc))
+                                  time.monotonic() - begin,
+                                  f"while {stage[0]}: {summary.classify(exc)}")
+    if cancelled() and result.result == summary.FAILED:
+        return replace(result, result=summary.INTERRUPTED,
+                       reason=f"interrupted while {stage[0]}")
+    return result
+
+
+class _Stopped(Exception):
+    """Raised between a host's steps once the run is interrupted."""
 
 
 def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
-            options: DeployOptions, say: Say, begin: float) -> summary.HostResult:
+            options: DeployOptions, say: Say, begin: float,
+            step: Callable[[str], None] = lambda name: None) -> summary.HostResult:
     from ..bringup import apply, facts, plan, schedule, session, state
     from ..bringup.commands import ComposeTarget
     from ..bringup.ownership import keys_state
@@ -92,6 +116,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     from ..render import render_stacks
 
     socket = target.host.docker_socket if target.host.rootless else ""
+    step("connecting")
     home, uid, owner = probe_login(conn, socket)
     problem = lay.rootless_login_problem(target.name, socket, uid, owner)
     if problem:
@@ -101,6 +126,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     environ = lay.host_environ(options.environ, target.host,
                                lay.local_build_dir(base.config.path("BUILD_DIR")), remote,
                                base.config["DATA_ROOT"])
+    step("rendering")
     project = load_project(options.profile or None, environ=environ, write=not options.dry)
     config = project.config
     rendered = render_stacks(project, names=list(stacks), write=not options.dry)
@@ -113,6 +139,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
              if s.health and s.health.tls]  # the CA a TLS health probe checks against
     files += certificate_files(rendered, remote, base.config.path("CERTS_DIR"), keys)
     stack_dirs = [remote.stack_dir(n) for n in stacks]
+    step("comparing files")
     checksums = upload.read_remote_checksums(conn, [*stack_dirs, remote.certs_dir])
     transfer = upload.plan_upload(files, checksums, stack_dirs)
     if options.dry:
@@ -123,6 +150,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         return summary.HostResult(target.name, tuple(stacks), "dry run",
                                   time.monotonic() - begin, "",
                                   tuple(f.remote_path for f in transfer.upload))
+    step("uploading")
     upload.apply_upload(conn, transfer, private_dirs=[remote.certs_dir])
     uploaded = tuple(f.remote_path for f in transfer.upload)
     if uploaded or transfer.delete:
@@ -143,6 +171,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     stack_files = {n: {**{rel: _sha(text) for rel, text in rendered[n].files.items()},
                        **({plan.KEYS_STATE: key_states[n]} if key_states[n] else {})}
                    for n in stacks}
+    step("reading the engine")
     containers, networks = facts.read_engine_state(conn)
     up_plan = plan.plan_up(project.catalogue, list(stacks), digests, stack_files,
                            state.load_state(config.build_dir),
@@ -156,6 +185,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         return summary.HostResult(target.name, tuple(stacks), outcome,
                                   time.monotonic() - begin, stack_status=state_of,
                                   **result_kwargs)
+    step("creating networks and fixing ownership")
     engine = apply.prepare_engine(conn, project.catalogue, stacks, up_plan, networks, helper,
                                   str(config.path("DATA_ROOT")),
                                   lambda line: say(target.name, line))
@@ -180,7 +210,11 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
 
     order = [n for layer in up_plan.layers for n in layer]
     deps = {n: list(project.catalogue[n].depends_on) for n in order}
-    outcomes = schedule.run_in_order(order, deps, bring_up, max_parallel=4)
+    step("bringing up " + ", ".join(order))
+    outcomes = schedule.run_in_order(order, deps, bring_up, max_parallel=options.jobs)
+    interrupted = [n for n, o in outcomes.items() if o.status == schedule.INTERRUPTED]
+    if interrupted:
+        step(f"bringing up {', '.join(interrupted)}")
     statuses = {n: o.status for n, o in outcomes.items()}
     failed = [o for o in outcomes.values() if not o.ok]
     if failed:
@@ -268,23 +302,69 @@ def failure_details(failed: Sequence[Any]) -> tuple[str, ...]:
 def deploy_all(targets: Sequence[Target], per_target: Mapping[str, Sequence[str]], base: Any,
                options: DeployOptions, say: Say,
                connector: Callable[[Target], Any] = connect) -> list[summary.HostResult]:
-    """Every target in its own thread (SSH and the engines wait, they do not compute)."""
+    """Every target in its own thread (SSH and the engines wait, they do not compute).
+
+    Interrupted (infra.interrupt): every connection is closed at once, so no host starts
+    anything new and no command is waited for (one already running on a host finishes there;
+    each is idempotent, and the same deploy resumes); hosts still stopping after the grace
+    period are reported as cut off."""
+    from ..bringup.schedule import GRACE
+    from ..interrupt import current
+
+    cancel = current()
+    open_connections: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def close_all() -> None:
+        with lock:
+            connections = list(open_connections.values())
+        for conn in connections:
+            conn.close()
+
+    cancel.on_cancel(close_all)
 
     def one(target: Target) -> summary.HostResult:
         begin = time.monotonic()
+        stacks = tuple(per_target[target.name])
+        if cancel.is_set():
+            return summary.HostResult(target.name, stacks, summary.NOT_STARTED, 0.0,
+                                      "interrupted before it started")
         try:
             conn = connector(target)
         except Exception as exc:
-            return summary.HostResult(target.name, tuple(per_target[target.name]),
-                                      summary.FAILED, time.monotonic() - begin,
-                                      summary.classify(exc))
+            if cancel.is_set():
+                return summary.HostResult(target.name, stacks, summary.INTERRUPTED,
+                                          time.monotonic() - begin,
+                                          "interrupted while connecting")
+            return summary.HostResult(target.name, stacks, summary.FAILED,
+                                      time.monotonic() - begin,
+                                      f"while connecting: {summary.classify(exc)}")
+        with lock:
+            open_connections[target.name] = conn
+        if cancel.is_set():
+            conn.close()
         try:
-            return deploy_host(conn, target, per_target[target.name], base, options, say)
+            return deploy_host(conn, target, stacks, base, options, say)
         finally:
+            with lock:
+                open_connections.pop(target.name, None)
             conn.close()
 
     chosen = [t for t in targets if t.name in per_target]
     if not chosen:
         return []
-    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
-        return list(pool.map(one, chosen))
+    pool = ThreadPoolExecutor(max_workers=len(chosen))
+    futures = {t.name: pool.submit(one, t) for t in chosen}
+    deadline = None
+    try:
+        while not all(f.done() for f in futures.values()):
+            if cancel.is_set():
+                deadline = deadline or time.monotonic() + GRACE
+                if time.monotonic() >= deadline:
+                    break
+            wait(list(futures.values()), timeout=0.1)
+    finally:
+        pool.shutdown(wait=deadline is None, cancel_futures=True)
+    return [futures[t.name].result() if futures[t.name].done() else
+            summary.HostResult(t.name, tuple(per_target[t.name]), summary.INTERRUPTED, 0.0,
+                               "interrupted while it ran") for t in chosen]

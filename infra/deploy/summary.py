@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 OK, UNCHANGED, FAILED = "deployed", "unchanged", "failed"
+INTERRUPTED, NOT_STARTED = "interrupted", "not started"
 HEADERS = ("host", "stacks", "result", "uploaded", "time", "reason")
 
 
@@ -25,7 +26,7 @@ class HostResult:
 
     @property
     def ok(self) -> bool:
-        return self.result != FAILED
+        return self.result not in (FAILED, INTERRUPTED, NOT_STARTED)
 
 
 def classify(exc: BaseException) -> str:
@@ -59,12 +60,19 @@ def classify(exc: BaseException) -> str:
 
     if isinstance(exc, InfraError):  # ours: every line matters (the cause, then its fix)
         return text
-    return text.splitlines()[0][:300] if "\n" in text else text[:300]
+    # the engine's and compose's errors too: the cause is often on a later line
+    return text if len(text) <= 4000 else text[:4000] + " ..."
 
 
 def rows(results: Sequence[HostResult]) -> list[tuple[str, ...]]:
+    """Table rows: a reason of several lines shows its first, with a pointer to the whole
+    (printed below the table)."""
+    def short(reason: str) -> str:
+        lines = reason.strip().splitlines()
+        return lines[0] + (" (whole cause below)" if len(lines) > 1 else "") if lines else "-"
+
     return [(r.host, ", ".join(r.stacks) or "-", r.result, str(len(r.uploaded)),
-             f"{r.elapsed:.1f}s", r.reason or "-") for r in results]
+             f"{r.elapsed:.1f}s", short(r.reason)) for r in results]
 
 
 def exit_code(results: Sequence[HostResult]) -> int:

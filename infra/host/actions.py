@@ -88,6 +88,7 @@ class StepFailed(InfraError):
 def apply_plan(c: Any, plan: Plan, dry: bool, say: Callable[[str], None],
                is_root: bool | None = None) -> bool:
     """Show the plan and run it unless ``dry``; True when something was (or would be) done."""
+    from ..interrupt import current, track
     from .remote import is_root as probe_root
     from .remote import run_step
 
@@ -99,10 +100,21 @@ def apply_plan(c: Any, plan: Plan, dry: bool, say: Callable[[str], None],
     dry_note = " (dry run: nothing changed)" if dry else ""
     say(f"{plan.title}: {len(plan.actions)} action(s){dry_note}")
     root = probe_root(c) if is_root is None and not dry else bool(is_root)
+    # interrupted (infra.interrupt): the action running finishes its current step only if
+    # that step is one command; nothing new starts; an action is idempotent, so the next run
+    # redoes what was cut off. A task that tracks its own steps (host.prepare) keeps them.
+    tracked = current().steps
+    steps = tracked or track([a.description for a in plan.actions])
     for action in plan.actions:
+        if tracked is None:
+            steps.begin(action.description)
+        else:
+            current().check()
         say(f"  - {action.description}")
         for step in action.steps:
             say(f"      {step}")
             if not dry:
                 run_step(c, step, root)
+    if tracked is None and steps.running:
+        steps.finish(steps.running)
     return True

@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from infra.project import Project, load_project
 from tests.support import engines, images, registry
@@ -39,6 +40,13 @@ class Lab:
         return subprocess.run([INVOKE, *args], cwd=PROJECT_ROOT, capture_output=True,
                               text=True, env={**self.environ, **(env or {})},
                               stdin=subprocess.DEVNULL, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``invoke`` in its own process group, as a terminal runs a command: a signal to the
+        group reaches it and its children, as Ctrl-C does."""
+        return subprocess.Popen([INVOKE, *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.environ,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
     def docker(self, *args: str, check: bool = True) -> str:
         result = subprocess.run([*self.engine.cli, *args], capture_output=True, text=True,
@@ -184,3 +192,23 @@ def assert_all_healthy(lab: Lab, result: subprocess.CompletedProcess[str]) -> No
                 assert found["state"] == "running", (service.name, found)
                 if service.health and service.health.command:
                     assert found["health"] == "healthy", (service.name, found)
+
+
+def wait_for_event(path: Path, wanted: Callable[[dict[str, Any]], bool],
+                   process: subprocess.Popen[str] | None = None, timeout: float = 300
+                   ) -> dict[str, Any]:
+    """The first event of ``path`` (an ``--events`` file) that ``wanted`` accepts: a test
+    acts on what the run has reached, never on a sleep."""
+    import json
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                event = json.loads(line)
+                if wanted(event):
+                    return event  # type: ignore[no-any-return]
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the run ended first: {process.communicate()}")
+        time.sleep(0.05)
+    raise AssertionError(f"no such event in {path} within {timeout}s")
