@@ -31,37 +31,21 @@ from tests.conftest import require, require_program
 from tests.support import e2e, users
 
 pytestmark = pytest.mark.engine
-SYSTEM_PYTHON = "/usr/bin/python3"
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "data", "certs", "secrets.env",
-                                     "__pycache__", ".nox", ".*_cache")
 
 
 @dataclass
 class Operator:
     lab: e2e.Lab
-    name: str
-    home: Path
-    checkout: Path
-    site: Path
+    login: users.Login
+
+    @property
+    def name(self) -> str:
+        return self.login.name
 
     def invoke(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        environ = {key: value for key, value in self.lab.environ.items()
-                   if key.startswith(("INFRA_", "BUILD_DIR", "DATA_ROOT", "CERTS_DIR",
-                                      "DOCKER_HOST", "COLUMNS"))}
-        environ.update({"HOME": str(self.home), "USER": self.name, "LANG": "C.UTF-8",
-                        "PATH": "/usr/local/bin:/usr/bin:/bin",
-                        "PYTHONPATH": f"{self.site}:{self.checkout}"})
-        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i",
-                               *(f"{k}={v}" for k, v in environ.items()),
-                               SYSTEM_PYTHON, "-m", "invoke", *args],
-                              cwd=self.checkout, capture_output=True, text=True,
+        return subprocess.run(self.login.command(self.lab.environ, *args),
+                              cwd=self.login.checkout, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=timeout)
-
-
-def _site_packages() -> Path:
-    import invoke
-
-    return Path(invoke.__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +53,7 @@ def operator(docker_engine: str) -> Iterator[Operator]:
     require(os.geteuid() == 0, "root (to create a throwaway user and a private engine)")
     for program in ("useradd", "runuser", "docker-registry", "nsenter", "ip", "dockerd"):
         require_program(program)
-    require(Path(SYSTEM_PYTHON).exists(), f"{SYSTEM_PYTHON} (the operator's interpreter)")
+    require(Path(users.SYSTEM_PYTHON).exists(), f"{users.SYSTEM_PYTHON} (its interpreter)")
     docker_gid = grp.getgrnam("docker").gr_gid
     name = f"syop{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "-m", "-G", "docker", "-s", "/bin/sh", name], check=True,
@@ -83,21 +67,10 @@ def operator(docker_engine: str) -> Iterator[Operator]:
             socket_path = lab.engine.host.removeprefix("unix://")
             os.chown(socket_path, 0, docker_gid)
             os.chmod(socket_path, 0o660)
-            site = workdir / "site"
-            shutil.copytree(_site_packages(), site, symlinks=True,
-                            ignore=shutil.ignore_patterns("__editable__*", "__pycache__"))
-            checkout = workdir / "checkout"
-            shutil.copytree(e2e.PROJECT_ROOT, checkout, symlinks=True, ignore=COPY_IGNORE)
-            plugins = Path(user.pw_dir) / ".docker" / "cli-plugins"
-            plugins.mkdir(parents=True)
-            (plugins / "docker-compose").symlink_to(site / "compose" / "docker-compose")
             # everything the operator works with is the operator's (the lab made it as root)
-            for path in (workdir / "env", workdir / "data", workdir / "build", workdir / "certs",
-                         checkout, Path(user.pw_dir) / ".docker"):
-                path.mkdir(exist_ok=True)
-                subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(path)],
-                               check=True)
-            yield Operator(lab, name, Path(user.pw_dir), checkout, site)
+            login = users.prepare_login(name, workdir / "login", e2e.PROJECT_ROOT, owned=[
+                workdir / d for d in ("env", "data", "build", "certs")])
+            yield Operator(lab, login)
     finally:
         users.remove_user(name, user.pw_uid)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.project import Project, load_project
-from tests.support import engines, images, registry
+from tests.support import engines, images, registry, users
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INVOKE = str(PROJECT_ROOT / ".venv" / "bin" / "invoke")
@@ -34,17 +34,25 @@ class Lab:
     environ: dict[str, str]
     project: Project
     timings: dict[str, float] = field(default_factory=dict)
+    login: users.Login | None = None  # the rootless lab: tasks run as the engine's user
+
+    def _command(self, args: tuple[str, ...], env: dict[str, str]) -> tuple[list[str], Path]:
+        if self.login is not None:
+            return self.login.command(env, *args), self.login.checkout
+        return [INVOKE, *args], PROJECT_ROOT
 
     def invoke(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900
                ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([INVOKE, *args], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True, env={**self.environ, **(env or {})},
+        environ = {**self.environ, **(env or {})}
+        command, cwd = self._command(args, environ)
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=environ,
                               stdin=subprocess.DEVNULL, timeout=timeout)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """``invoke`` in its own process group, as a terminal runs a command: a signal to the
         group reaches it and its children, as Ctrl-C does."""
-        return subprocess.Popen([INVOKE, *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        command, cwd = self._command(args, self.environ)
+        return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.environ,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -149,22 +157,22 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
             begin = time.monotonic()
             move_images(["docker"], eng.cli, references)
             timings["docker save | load"] = time.monotonic() - begin
-            data = workdir / "data"
-            data.mkdir(exist_ok=True)
-            shutil.chown(data, eng.user, eng.user)  # the engine's root is this user
-            # the keys are that user's too, as when that user runs `invoke certs`: the engine's
-            # containers (its root is that user) copy them
-            certs = subprocess.run([INVOKE, "certs"], cwd=PROJECT_ROOT, capture_output=True,
-                                   text=True, env=environ, stdin=subprocess.DEVNULL, timeout=600)
+            # A rootless engine is its user's: that user runs the tasks (as on a real machine),
+            # so what they write (secrets, rendered files, keys) is theirs, and the engine,
+            # which runs as them, can mount it
+            login = users.prepare_login(eng.user, workdir / "login", PROJECT_ROOT, owned=[
+                workdir / d for d in ("env", "data", "build", "certs")])
+            certs = subprocess.run(login.command(environ, "certs"), cwd=login.checkout,
+                                   capture_output=True, text=True, env=environ,
+                                   stdin=subprocess.DEVNULL, timeout=600)
             if certs.returncode != 0:
                 raise RuntimeError(f"invoke certs failed: {certs.stdout}{certs.stderr}")
-            subprocess.run(["chown", "-R", f"{eng.user}:{eng.user}", str(workdir / "certs")],
-                           check=True)
         else:
             stack.enter_context(registry.local_registry(
                 cache / "registry", port, netns_path=eng.netns_path,
                 config_dir=workdir / "engine"))
-        yield Lab(eng, reg.address, workdir, environ, project, timings)
+        yield Lab(eng, reg.address, workdir, environ, project, timings,
+                  login if rootless else None)
 
 
 def _port_free(port: int) -> bool:
