@@ -178,3 +178,41 @@ def test_trust_installs_the_root_for_docker_idempotently(project, tmp_path):
     root_key = (project.certs / "ca-key.pem").read_bytes()
     holders = [p for p in tmp_path.rglob("*") if p.is_file() and root_key in p.read_bytes()]
     assert holders == [project.certs / "ca-key.pem"]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_certs_interrupted_mid_issue_stops_at_once_and_the_same_command_converges(
+        project, signame):
+    """The signal arrives once the first certificate is being made (its line printed): out
+    at once with 130 (SIGINT) or 143 (SIGTERM), the steps done, cut off and never started,
+    and no traceback; `certs` again then finishes with one CA, and `certs.verify` passes."""
+    import selectors
+    import signal
+    import time
+
+    environ = {**os.environ, "INFRA_ENV_DIR": str(project.tmp / "env"),
+               "CERTS_DIR": str(project.certs), "HOME": str(project.home),
+               "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    run = subprocess.Popen([INVOKE, "certs"], cwd=PROJECT_ROOT, env=environ, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    assert run.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(run.stdout, selectors.EVENT_READ)
+    seen = ""
+    while "create root" not in seen and selector.select(timeout=30):
+        seen += run.stdout.readline()
+    assert "create root" in seen, seen
+    begin = time.monotonic()
+    os.killpg(run.pid, getattr(signal, signame))
+    out, err = run.communicate(timeout=30)
+    took = time.monotonic() - begin
+    assert run.returncode == {"SIGINT": 130, "SIGTERM": 143}[signame], out + err
+    assert took < 2.0, took
+    said = seen + out + err
+    assert f"interrupted ({signame})" in said and "Traceback" not in said, said
+    assert "never started:" in said and "invoke certs" in said
+    again = ok(project.invoke("certs"))
+    assert "Traceback" not in again
+    assert ok(project.invoke("certs.verify")).count("ok  ") == 11
+    assert not list(project.certs.glob(".work-*"))
