@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
-from infra.interrupt import current, track
-
 from ._common import console, infra_task, load
 
 if TYPE_CHECKING:
@@ -294,6 +292,8 @@ def down(c, stack=None, volumes=False, yes=False, dry=False, profile=""):
         return
     helper = _helper_image(project)
     data_root = str(project.config.path("DATA_ROOT"))
+    from infra.interrupt import track
+
     steps = track(list(down_plan.order))
     for name in down_plan.order:
         steps.begin(name)
@@ -332,6 +332,8 @@ def restart(c, stack=None, service=None, profile=""):
 
     project = load(profile)
     names = _selected(project, stack)
+    from infra.interrupt import track
+
     steps = track(names)
     for name in names:
         steps.begin(name)
@@ -383,6 +385,8 @@ def pull(c, stack=None, profile=""):
 
     project = load(profile)
     names = _selected(project, stack)
+    from infra.interrupt import current, track
+
     steps = track(names)
     for name, prepared in session.prepare_stacks(project, names).items():
         from infra.bringup.commands import compose

@@ -277,6 +277,30 @@ def test_ctrl_c_during_a_two_host_deploy_stops_at_once_and_resumes(fleet: Fleet)
         assert "Up" in fleet.containers(name)[(stack, service)][1]
 
 
+@pytest.mark.parametrize("point", [r"^h2 rendered ", r"^h2 uploaded ", r"^h[12] (zot|minio): "])
+def test_sigkill_during_a_two_host_deploy_then_the_same_command_converges(fleet: Fleet,
+                                                                        point: str) -> None:
+    """Killed at a point the deploy has reached (after rendering and its secrets, right after
+    an upload, inside a bring-up): the same deploy then converges on both hosts, with the same
+    secrets, and no temporary upload file is left on either."""
+    _force_work(fleet)
+    config = fleet.deploy_root("h2") / "stacks" / "minio" / "minio-setup.sh"
+    config.write_text(config.read_text() + "\n")  # so h2 has a file to upload
+    secrets = (Path(fleet.environ["INFRA_ENV_DIR"]) / "secrets.env").read_text()
+    run = _start_deploy(fleet)
+    _read_until(run, point)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=30)
+    again = fleet.invoke("deploy", "--host", "h1", "--host", "h2")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr
+    assert (Path(fleet.environ["INFRA_ENV_DIR"]) / "secrets.env").read_text() == secrets
+    for name in PLACEMENT:
+        left = list(fleet.deploy_root(name).rglob("*.stackyard-upload"))
+        assert not left, left
+    assert "Up" in fleet.containers("h2")[("minio", "minio")][1]
+    assert "Up" in fleet.containers("h1")[("zot", "zot")][1]
+
+
 @pytest.mark.parametrize("point, step", [
     (r"^h2 rendered ", "while (comparing files|uploading)"),
     (r"^h2 minio: ", "while bringing up"),

@@ -289,26 +289,39 @@ def test_ctrl_c_during_up_stops_at_once_and_the_same_command_resumes(lab: e2e.La
     assert lab.containers()[("monitoring", "grafana")]["health"] == "healthy"
 
 
-def test_sigkill_during_up_then_the_same_command_converges(lab: e2e.Lab) -> None:
-    """Killed (SIGKILL: nothing of ours runs) inside the bring-up: the next run converges with
-    the same secrets, leaves no temporary file, and no lock is left to wait for."""
-    secrets = (lab.workdir / "env" / "secrets.env").read_text()
+@pytest.mark.parametrize("point", ["after secrets", "networks and ownership",
+                                   "inside the bring-up"])
+def test_sigkill_during_up_then_the_same_command_converges(lab: e2e.Lab, point: str) -> None:
+    """Killed (SIGKILL: nothing of ours runs) at a point the run has reached (its events):
+    right after it generated a missing secret, while it prepares the engine, inside the
+    bring-up. The next run converges with the same secrets (the new one too), leaves no
+    temporary file, and no lock is left to wait for."""
+    secrets_file = lab.workdir / "env" / "secrets.env"
+    lines = secrets_file.read_text().splitlines()
+    # one secret missing: this run generates it, and the next must keep that value
+    secrets_file.write_text("\n".join(line for line in lines
+                                      if not line.startswith("GRAFANA_OIDC_SECRET=")) + "\n")
     down = lab.invoke("down", "--stack", "monitoring")
     assert down.returncode == 0, down.stdout + down.stderr
-    events = lab.workdir / "sigkill.ndjson"
+    events = lab.workdir / f"sigkill-{point.replace(' ', '-')}.ndjson"
     run = lab.start("up", "--events", str(events))
-    e2e.wait_for_event(events, lambda e: e.get("stack") == "monitoring"
-                       and e.get("state") == "starting", run)
+    wanted = {"after secrets": lambda e: e.get("step") == "certificates",
+              "networks and ownership": lambda e: e.get("step") == "engine",
+              "inside the bring-up": lambda e: e.get("stack") == "monitoring"
+              and e.get("state") == "starting"}[point]
+    e2e.wait_for_event(events, wanted, run)
     os.killpg(run.pid, signal.SIGKILL)
     run.communicate(timeout=30)
+    written = secrets_file.read_text()
+    assert "GRAFANA_OIDC_SECRET=" in written  # made before the kill, and saved whole
     begin = time.monotonic()
     again = lab.invoke("up")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr
     assert "waiting for" not in again.stderr  # the dead run's locks went with it
-    assert (lab.workdir / "env" / "secrets.env").read_text() == secrets
+    assert secrets_file.read_text() == written
     leftovers = [p for p in lab.workdir.rglob("*.tmp") if "engine" not in p.parts]
     assert not leftovers, leftovers
-    lab.timings["up after SIGKILL"] = time.monotonic() - begin
+    lab.timings[f"up after SIGKILL {point}"] = time.monotonic() - begin
 
 
 def test_data_survives_down_then_up(lab: e2e.Lab) -> None:
