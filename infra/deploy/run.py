@@ -99,6 +99,8 @@ def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     if cancelled() and result.result == summary.FAILED:
         return replace(result, result=summary.INTERRUPTED,
                        reason=f"interrupted while {stage[0]}")
+    if result.result == summary.FAILED and not result.reason.startswith("while "):
+        return replace(result, reason=f"while {stage[0]}: {result.reason}")
     return result
 
 
@@ -198,9 +200,13 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                                        Path(posixpath.join(directory, "compose.yaml")))
         say(target.name, f"{name}: {up_plan.steps[name].action} "
                          f"({up_plan.steps[name].reason})")
-        outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
-                                       up_plan.steps[name], helper, timeout,
-                                       engine=engine, mirror=config.get("IMAGE_MIRROR"))
+        try:
+            outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
+                                           up_plan.steps[name], helper, timeout,
+                                           engine=engine, mirror=config.get("IMAGE_MIRROR"))
+        except Exception as exc:  # the link, mostly: said as the deploy's other failures are
+            return schedule.StackOutcome(name, schedule.FAILED, time.monotonic() - begin,
+                                         summary.classify(exc))
         say(target.name, f"{name}: {outcome.status} ({time.monotonic() - begin:.1f}s)")
         if outcome.status == schedule.HEALTHY:
             with lock:

@@ -54,7 +54,7 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return f"unreachable: {exc.strerror}"
     if isinstance(exc, EOFError):
-        return "connection closed by the host"
+        return "connection lost (the host stopped answering, or closed it)"
     text = str(exc).strip() or type(exc).__name__
     from ..errors import InfraError
 
