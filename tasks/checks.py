@@ -11,8 +11,9 @@ from ._common import console, infra_task, load
     "stack": "stack to check (repeatable); default: every stack",
     "routes": "also request every routed URL through Traefik (default on; --no-routes skips)",
     "timeout": "seconds an external health probe may take",
+    "json": "print one JSON document instead of the table (its shape: infra/jsonout.py)",
 })
-def check(c, stack=None, routes=True, timeout=20, profile=""):
+def check(c, stack=None, routes=True, timeout=20, json=False, profile=""):
     """Check every service's health and every route's answer; exit non-zero on any failure."""
     from rich.markup import escape
     from rich.table import Table
@@ -47,6 +48,16 @@ def check(c, stack=None, routes=True, timeout=20, profile=""):
             answer = c.run(checks.route_command(route, https_port, cacert), hide=True,
                            warn=True)
             results.append(checks.route_result(route, answer.stdout, answer.stderr))
+    failed = [r for r in results if not r.ok]
+    if json:
+        from infra import jsonout
+
+        print(jsonout.document("check", ok=not failed, results=[
+            {"stack": r.stack, "subject": r.subject, "ok": r.ok, "detail": r.detail}
+            for r in results]))
+        if failed:
+            raise Exit(code=1)
+        return
     table = Table(title="check")
     for column in ("stack", "subject", "result", "detail"):
         table.add_column(column)
@@ -54,7 +65,6 @@ def check(c, stack=None, routes=True, timeout=20, profile=""):
         mark = "[green]ok[/green]" if result.ok else "[red]FAIL[/red]"
         table.add_row(escape(result.stack), escape(result.subject), mark, escape(result.detail))
     console().print(table)
-    failed = [r for r in results if not r.ok]
     if failed:
         raise Exit(f"error: {len(failed)} of {len(results)} checks failed", code=1)
     console().print(f"[green]all {len(results)} checks passed[/green]")

@@ -7,8 +7,10 @@ from invoke import Collection
 from ._common import console, infra_task, load
 
 
-@infra_task(default=True, help={"reveal_origin": "also show the file:line each value came from"})
-def show(c, profile="", reveal_origin=False):
+@infra_task(default=True, help={"reveal_origin": "also show the file:line each value came from",
+                                "json": "print one JSON document (infra/jsonout.py), "
+                                        "secrets masked"})
+def show(c, profile="", reveal_origin=False, json=False):
     """Print the effective configuration, the source of each value, secrets masked."""
     from rich.markup import escape
     from rich.table import Table
@@ -17,6 +19,13 @@ def show(c, profile="", reveal_origin=False):
 
     project = load(profile, write=False)
     config = project.config
+    if json:
+        from infra import jsonout
+
+        print(jsonout.document("config", profile=config.profile or "", settings=[
+            {"key": s.key, "value": mask(s.value) if s.secret else s.value,
+             "source": s.source, "origin": s.origin} for s in config.settings.values()]))
+        return
     table = Table(title=f"configuration (profile: {config.profile or 'none'})")
     table.add_column("key")
     table.add_column("value")
@@ -50,6 +59,7 @@ def check(c, profile="", json=False):
     warnings = pin_drift(contracts, config.public)
     if json:
         print(json_module.dumps({
+            "v": 1, "kind": "config.check",
             "ok": True, "settings": len(config.settings), "secrets": len(config.secrets),
             "stacks": len(project.catalogue.stacks), "contracts": len(contracts),
             "warnings": [{"key": w.key, "file": w.file, "message": w.message, "fix": w.fix}

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from infra.project import Project
 
 STACK_HELP = "stack to act on (repeatable); default: every stack"
+JSON_HELP = "print one JSON document instead of the table (its shape: infra/jsonout.py)"
 DRY_HELP = "print the plan (what would be created, fixed, started or stopped); touch nothing"
 ROOT_TASKS: list = []
 
@@ -342,10 +343,19 @@ def restart(c, stack=None, service=None, profile=""):
         steps.finish(name)
 
 
-@infra_task(iterable=["stack"], help={"stack": STACK_HELP})
-def ps(c, stack=None, profile=""):
-    """List the stacks' containers (docker compose ps)."""
+@infra_task(iterable=["stack"], help={"stack": STACK_HELP, "json": JSON_HELP})
+def ps(c, stack=None, json=False, profile=""):
+    """List the stacks' containers (docker compose ps; --json: for scripts)."""
     project = load(profile, write=False)
+    if json:
+        from infra import jsonout
+        from infra.bringup import facts, report
+
+        containers = facts.containers_by_project(facts.read_containers(c))
+        rows = report.status_rows(project.catalogue, _selected(project, stack), containers,
+                                  project.config.get("TRAEFIK_HTTPS_PORT", "443"))
+        print(jsonout.document("ps", services=jsonout.status_rows(rows)))
+        return
     for name in _selected(project, stack):
         console().print(f"[bold]{name}[/bold]")
         c.run(f"{_compose_base(name)} ps -a", warn=True)
@@ -400,9 +410,9 @@ def pull(c, stack=None, profile=""):
         steps.finish(name)
 
 
-@infra_task(iterable=["stack"], help={"stack": STACK_HELP})
-def status(c, stack=None, profile=""):
-    """A table of every service: stack, state, health, ports, URL."""
+@infra_task(iterable=["stack"], help={"stack": STACK_HELP, "json": JSON_HELP})
+def status(c, stack=None, json=False, profile=""):
+    """A table of every service: stack, state, health, ports, URL (--json: for scripts)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -411,11 +421,17 @@ def status(c, stack=None, profile=""):
     project = load(profile, write=False)
     names = _selected(project, stack)
     containers = facts.containers_by_project(facts.read_containers(c))
+    rows = report.status_rows(project.catalogue, names, containers,
+                              project.config.get("TRAEFIK_HTTPS_PORT", "443"))
+    if json:
+        from infra import jsonout
+
+        print(jsonout.document("status", services=jsonout.status_rows(rows)))
+        return
     table = Table(title="Stacks")
     for column in ("stack", "service", "state", "health", "ports", "url"):
         table.add_column(column)
-    for row in report.status_rows(project.catalogue, names, containers,
-                                  project.config.get("TRAEFIK_HTTPS_PORT", "443")):
+    for row in rows:
         colour = "green" if row.state == "running" or row.state.startswith("done (0") else "red"
         table.add_row(row.stack, row.service, f"[{colour}]{escape(row.state)}[/{colour}]",
                       escape(row.health), escape(row.ports), escape(row.url))

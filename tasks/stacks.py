@@ -35,7 +35,7 @@ def render(c: Any, stack: list[str] | None = None, dry: bool = False, profile: s
             out.print(f"  [green]wrote[/green] {relative}")
 
 
-@infra_task(help={"format": "table (default) or mermaid"})
+@infra_task(help={"format": "table (default), mermaid or json (its shape: infra/jsonout.py)"})
 def plan(c: Any, format: str = "table", profile: str = "") -> None:
     """Show stacks in order, networks, volumes, hostnames and ports (or a Mermaid graph)."""
     from infra import plan as views
@@ -44,8 +44,8 @@ def plan(c: Any, format: str = "table", profile: str = "") -> None:
     if format == "mermaid":
         print(views.mermaid(project.catalogue), end="")
         return
-    if format != "table":
-        raise Exit(f"error: unknown format {format!r}; use table or mermaid", code=2)
+    if format not in ("table", "json"):
+        raise Exit(f"error: unknown format {format!r}; use table, mermaid or json", code=2)
     from rich.markup import escape
     from rich.table import Table
 
@@ -60,6 +60,13 @@ def plan(c: Any, format: str = "table", profile: str = "") -> None:
         ("Placement (env/inventory.yaml; `invoke deploy`)", views.PLACEMENT_HEADERS,
          views.placement_rows(catalogue, config)),
     ]
+    if format == "json":
+        from infra import jsonout
+
+        names = ("stacks", "networks", "volumes", "hostnames", "ports", "placement")
+        print(jsonout.document("plan", sections=jsonout.sections(
+            {n: (h, r) for n, (_, h, r) in zip(names, sections, strict=True)})))
+        return
     out = console()
     for title, headers, rows in sections:
         table = Table(title=title, title_justify="left")

@@ -120,3 +120,40 @@ def test_setup_compiles_the_task_modules_invoke_would_not(project_root: Path, en
     compiled = {p.parent.parent.relative_to(copy) / p.name.split(".")[0]
                 for p in copy.rglob("__pycache__/*.pyc")}
     assert sources and sources == compiled
+
+
+def test_plan_and_config_as_json_hold_what_the_tables_show(project_root: Path,
+                                                           env_dir: Path) -> None:
+    """One parseable document each, versioned, with the same rows the tables print, and no
+    secret value."""
+    from infra import plan as views
+    from infra.project import load_project
+
+    project = load_project(None, environ={"INFRA_ENV_DIR": str(env_dir)}, write=False)
+    planned = run([*INVOKE, "plan", "--format", "json"], project_root, env_dir)
+    assert planned.returncode == 0, planned.stderr
+    document = json.loads(planned.stdout)
+    assert (document["v"], document["kind"]) == (1, "plan")
+    routes = document["sections"]["hostnames"]
+    table = views.route_rows(project.catalogue, project.config["SSO_GROUPS"])
+    assert [tuple(r.values()) for r in routes] == [tuple(r) for r in table]
+    assert routes[0].keys() == {"host", "path", "stack", "service", "protected_by", "who",
+                                "apps_login", "reason"}
+    ports = document["sections"]["ports"]
+    assert all(p["why_and_what_guards_it"] for p in ports)
+    rendered = run([*INVOKE, "render"], project_root, env_dir,
+                   BUILD_DIR=str(env_dir.parent / "build"))  # saves the secrets
+    assert rendered.returncode == 0, rendered.stderr
+    shown = run([*INVOKE, "config", "--json"], project_root, env_dir)
+    assert shown.returncode == 0, shown.stderr
+    config = json.loads(shown.stdout)
+    assert (config["v"], config["kind"]) == (1, "config")
+    settings = {s["key"]: s for s in config["settings"]}
+    assert settings["DOMAIN"]["value"] == "localhost"
+    assert settings["DOMAIN"]["source"] == "default"
+    entries, _ = read_env_file(env_dir / "secrets.env")
+    secrets = {e.key: e.value for e in entries}
+    assert secrets  # generated on first need
+    for key, value in secrets.items():
+        assert value not in shown.stdout, key
+        assert settings[key]["source"] == "secret"

@@ -106,6 +106,26 @@ def test_status_shows_every_service(lab: e2e.Lab) -> None:
     assert "running" in result.stdout and "absent" not in result.stdout
 
 
+def test_status_ps_and_check_as_json_for_scripts(lab: e2e.Lab) -> None:
+    """One document each (infra/jsonout.py), versioned; the same facts the tables show."""
+    expected = {(stack.name, s.name) for stack in lab.project.catalogue.stacks.values()
+                for s in stack.services}
+    for task in ("status", "ps"):
+        result = lab.invoke(task, "--json")
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert (document["v"], document["kind"]) == (1, task)
+        rows = {(r["stack"], r["service"]): r for r in document["services"]}
+        assert set(rows) == expected
+        assert all(r["state"] == "running" or r["state"].startswith("done (0")
+                   for r in rows.values()), rows
+    checked = lab.invoke("check", "--no-routes", "--json")
+    document = json.loads(checked.stdout)
+    assert checked.returncode == 0 and document["ok"] is True, checked.stdout[-3000:]
+    assert {r["subject"] for r in document["results"]} == {s for _, s in expected}
+    assert all(r["ok"] for r in document["results"])
+
+
 def test_external_networks_exist_once_and_are_shared_as_the_catalogue_says(lab: e2e.Lab
                                                                            ) -> None:
     names = lab.docker("network", "ls", "--format", "{{.Name}}").split()
