@@ -8,7 +8,8 @@ draws, so a script or a test can follow a run and act on what it has reached. Sh
   not started, interrupted) and ``elapsed`` seconds;
 - ``step``: ``step`` (certificates, plan, engine) and ``state`` (started, done);
 - ``interrupted``: ``signal``, ``finished``, ``cut_off``, ``not_started``, ``resume``;
-- ``done``: ``ok`` and ``stacks`` (stack -> final state).
+- ``done``: ``ok``, ``stacks`` (stack -> final state) and, when something failed,
+  ``failure``: ``summary``, ``lines`` and ``fixes``, the report the user reads.
 """
 
 from __future__ import annotations

@@ -118,8 +118,11 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
         return
     try:
         stream.emit("step", step="engine", state="started")
+        changes: list[str] = []
         engine = apply.prepare_engine(c, project.catalogue, names, up_plan, networks, helper,
-                                      str(config.path("DATA_ROOT")), out.print)
+                                      str(config.path("DATA_ROOT")), changes.append)
+        if changes:
+            out.print(report.prepared_summary(changes), markup=False, highlight=False)
         cancel.check()
     except Interrupted as exc:
         exc.report = Report((), ("networks and volume ownership",),  # type: ignore[attr-defined]
@@ -134,17 +137,18 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
         interrupted = interruption_report(outcomes)
         stream.emit(**interrupted.as_event(cancel.signum))
         _exit_interrupted(interrupted, cancel.signum)
+    failure = report.failure_report(outcomes)
     stream.emit("done", ok=all(o.ok for o in outcomes.values()),
-                stacks={n: o.status for n, o in outcomes.items()})
+                stacks={n: o.status for n, o in outcomes.items()},
+                **({"failure": {"summary": failure.summary, "lines": list(failure.lines),
+                                "fixes": list(failure.fixes)}} if failure else {}))
     stream.close()
-    _print_urls(project, names, {n: o.status for n, o in outcomes.items()})
-    failures = report.failure_text(outcomes)
-    if failures:
-        for line in failures:
-            out.print(line, markup=False)
-        raise Exit("error: bring-up stopped: "
-                   + ", ".join(n for n, o in outcomes.items() if o.status == "failed")
-                   + " did not become healthy (stacks already up stay up)", code=1)
+    _print_urls(project, [n for n, o in outcomes.items() if o.ok],
+                {n: o.status for n, o in outcomes.items()})
+    if failure:  # one block: each cause once, the evidence, then what stopped and the fix
+        for line in failure.lines:  # whole lines: a cause is never cut or re-wrapped
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise Exit(failure.final, code=1)
 
 
 def _exit_interrupted(report: Any, signum: int) -> None:
@@ -190,7 +194,8 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
 
     def changed(stack: str, state_: str, elapsed: float) -> None:
         stream.emit("stack", stack=stack, state=state_, elapsed=round(elapsed, 1))
-        if not out.is_terminal:  # CI, pipes: one plain line per change, no control codes
+        if not out.is_terminal and state_ != schedule.WAITING:
+            # CI, pipes: one plain line per change, no control codes
             out.print(f"{stack}: {state_} ({elapsed:.1f}s)", markup=False, highlight=False)
 
     progress = schedule.Progress(listener=changed)
@@ -251,11 +256,16 @@ def _print_urls(project: Project, names: list[str], statuses: dict[str, str]) ->
     table = Table(title="Routed URLs")
     for column in ("stack", "service", "url", "status"):
         table.add_column(column)
+    shown: set[str] = set()
     for name in names:
         for service, route in project.catalogue[name].routes:
+            url = report.route_url(route.host, https)
+            if url in shown:  # two routes of one host (the registry's UI and /v2/): once
+                continue
+            shown.add(url)
             status = statuses.get(name, "")
             colour = "green" if status in ("healthy", "unchanged") else "red"
-            table.add_row(name, service.name, escape(report.route_url(route.host, https)),
+            table.add_row(name, service.name, escape(url),
                           f"[{colour}]{escape(status)}[/{colour}]")
     if table.row_count:
         console().print(table)

@@ -247,7 +247,8 @@ def test_a_failure_blocks_dependents_and_starts_nothing_new() -> None:
     assert outcomes["later"].status == schedule.NOT_STARTED  # up stops after a failure
     assert "needs_bad" not in started and "later" not in started
     text = "\n".join(report.failure_text(outcomes))
-    assert "bad: FAILED" in text and "needs_bad: blocked (needs bad)" in text
+    assert "bad: boom" in text
+    assert "not started: needs_bad, later (bring-up stopped; needs bad)" in text
 
 
 def test_an_interruption_starts_nothing_new_and_cuts_off_what_runs() -> None:

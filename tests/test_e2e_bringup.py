@@ -397,9 +397,13 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
         result = lab.invoke("up", "--timeout", "20")
         assert result.returncode != 0
         text = result.stdout + result.stderr
-        assert "minio: FAILED" in text and "service minio" in text, text
+        # one block: the unhealthy service once, with its health output and log tail once,
+        # what it stopped, and the fix last
+        assert text.count("\nminio/minio: ") == 1, text
+        assert text.count("last log lines:") == 1, text
         assert "never to become healthy" in text, text  # its last log lines
-        assert "monitoring: blocked (needs minio)" in text, text
+        assert "not started: monitoring (needs minio)" in text, text
+        assert result.stderr.strip().splitlines()[-1].startswith("fix: "), result.stderr
         containers = lab.containers()
         assert not any(project == "monitoring" for project, _ in containers)
         assert containers[("traefik", "traefik")]["state"] == "running"  # stays up

@@ -9,7 +9,7 @@ from ..catalogue import Catalogue
 from .facts import ContainerFact
 from .ownership import OwnershipChange
 from .plan import DownPlan, UpPlan
-from .schedule import StackOutcome
+from .schedule import BLOCKED, FAILED, NOT_STARTED, ServiceFailure, StackOutcome
 
 
 @dataclass(frozen=True)
@@ -93,33 +93,130 @@ def down_plan_lines(plan: DownPlan) -> list[str]:
     return lines
 
 
+def prepared_summary(changes: Sequence[str]) -> str:
+    """One line for what preparing the engine changed (networks, data folders, owners,
+    modes, key copies) instead of a line per folder."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        word = "network" if change.startswith("created network") else change.split(" ", 1)[0]
+        counts[word] = counts.get(word, 0) + 1
+    names = {"network": "networks created", "created": "data folders created",
+             "chown": "owners set", "chmod": "modes set", "key": "key copies written"}
+    parts = [f"{counts[k]} {v}" for k, v in names.items() if counts.get(k)]
+    parts += [f"{n} {k}" for k, n in counts.items() if k not in names]
+    return "prepared the engine: " + ", ".join(parts)
+
+
 PULL_FAILURE_SIGNS = ("pull access denied", "manifest unknown", "no such host",
-                      "dial tcp", "toomanyrequests", "i/o timeout")
-PULL_HINT = ("  hint: images could not be pulled: this engine reaches no registry that has them.\n"
-             "    fix: set IMAGE_MIRROR to a registry that has them (e.g. the Zot mirror, "
-             "host:5000), or `docker load` them, then run `invoke up` again.")
+                      "dial tcp", "toomanyrequests", "i/o timeout", "not found: manifest")
+PORT_SIGNS = ("port is already allocated", "address already in use")
+PULL_FIX = ("set IMAGE_MIRROR to a registry that has the images (e.g. the Zot mirror, "
+            "host:5000), or `docker load` them; then run `invoke up` again")
+PORT_FIX = ("stop what holds the port (`ss -ltnp`), or give the service another one "
+            "(its *_PORT setting); then run `invoke up` again")
+UNHEALTHY_FIX = ("read the health output and log lines above; fix the service's "
+                 "configuration or its data, then run `invoke up` again")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The failure report of a bring-up: each cause once, grouped, the fix last."""
+
+    lines: tuple[str, ...]
+    summary: str  # one line: what stopped it
+    fixes: tuple[str, ...]
+
+    @property
+    def final(self) -> str:
+        """The last words the user reads: what stopped, then what to do."""
+        return "error: " + self.summary + "".join(f"\nfix: {fix}" for fix in self.fixes)
+
+
+def _engine_lines(text: str) -> list[str]:
+    """The engine's own words in compose's output, once each ('Pulling', progress and
+    'Interrupted' lines are noise next to the cause)."""
+    kept: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.endswith((" Pulling", " Interrupted", " Waiting", " Creating",
+                                      " Created", " Starting", " Started")):
+            continue
+        # compose prefixes a service's line with its name: the cause is the same for all
+        words = line.split(" ", 2)
+        if len(words) == 3 and words[1] == "Error":
+            line = words[2]
+        if line not in kept:
+            kept.append(line)
+    return kept
+
+
+def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
+    """What failed and why, each root cause once with the services it hit, the evidence
+    (health output, last log lines) once per service, and the fixes (last); ``None`` when
+    nothing failed."""
+    pulls: dict[str, list[str]] = {}  # engine message -> stack/service
+    ports: dict[str, list[str]] = {}
+    unhealthy: list[tuple[str, ServiceFailure]] = []
+    other: list[str] = []
+    for outcome in outcomes.values():
+        if outcome.status != FAILED:
+            continue
+        evidence = [(f.service, f"{f.health_output}\n{outcome.detail}") for f in outcome.failures]
+        evidence = evidence or [("", outcome.detail)]
+        for service, text in evidence:
+            who = f"{outcome.stack}/{service}" if service else outcome.stack
+            lowered = text.lower()
+            if any(sign in lowered for sign in PULL_FAILURE_SIGNS):
+                for line in _engine_lines(text) or [text.strip()]:
+                    if any(sign in line.lower() for sign in PULL_FAILURE_SIGNS):
+                        pulls.setdefault(line, []).append(who)
+                        break
+            elif any(sign in lowered for sign in PORT_SIGNS):
+                line = next((x for x in _engine_lines(text)
+                             if any(s in x.lower() for s in PORT_SIGNS)), text.strip())
+                ports.setdefault(line, []).append(who)
+            elif service:
+                failure = next(f for f in outcome.failures if f.service == service)
+                unhealthy.append((outcome.stack, failure))
+            else:
+                other.append(f"{outcome.stack}: {outcome.detail}")
+    blocked = [(n, o.detail) for n, o in outcomes.items() if o.status in (BLOCKED, NOT_STARTED)]
+    if not (pulls or ports or unhealthy or other or blocked):
+        return None
+    lines: list[str] = []
+    fixes: list[str] = []
+    causes: list[str] = []
+    for title, groups, fix in (("images could not be pulled", pulls, PULL_FIX),
+                               ("a host port is taken", ports, PORT_FIX)):
+        if groups:
+            lines.append(f"{title}:")
+            for message, hit in groups.items():
+                lines.append(f"  {', '.join(dict.fromkeys(hit))}: {message}")
+            fixes.append(fix)
+            causes.append(title)
+    for stack, failure in unhealthy:
+        lines.append(f"{stack}/{failure.service}: {failure.state}")
+        if failure.health_output.strip():
+            lines.append("  health output:")
+            lines += [f"    {x}" for x in _engine_lines(failure.health_output)[-8:]]
+        if failure.logs.strip():
+            lines.append("  last log lines:")
+            lines += [f"    {x}" for x in failure.logs.strip().splitlines()[-12:]]
+    if unhealthy:
+        fixes.append(UNHEALTHY_FIX)
+        causes.append(", ".join(f"{s}/{f.service} {f.state}" for s, f in unhealthy))
+    lines += other
+    causes += other
+    if blocked:
+        waiting = ", ".join(n for n, _ in blocked)
+        reasons = sorted({d for _, d in blocked})
+        lines.append(f"not started: {waiting} ({'; '.join(reasons)})")
+    summary = "bring-up stopped: " + ("; ".join(causes) or "interrupted") + \
+        " (stacks already up stay up)"
+    return Failure(tuple(lines), summary, tuple(dict.fromkeys(fixes)))
 
 
 def failure_text(outcomes: Mapping[str, StackOutcome]) -> list[str]:
-    """What failed, why, and the evidence (health output, last log lines)."""
-    lines: list[str] = []
-    evidence = " ".join(f"{o.detail} {f.health_output} {f.logs}" for o in outcomes.values()
-                        for f in o.failures).lower()
-    if any(sign in evidence for sign in PULL_FAILURE_SIGNS) and "pull" in evidence:
-        lines.append(PULL_HINT)
-    for outcome in outcomes.values():
-        if outcome.ok:
-            continue
-        if outcome.status != "failed":
-            lines.append(f"{outcome.stack}: {outcome.status} ({outcome.detail})")
-            continue
-        lines.append(f"{outcome.stack}: FAILED after {outcome.elapsed:.1f}s: {outcome.detail}")
-        for failure in outcome.failures:
-            lines.append(f"  service {failure.service}: {failure.state}")
-            if failure.health_output:
-                lines.append("    health output:")
-                lines += [f"      {line}" for line in failure.health_output.splitlines()]
-            if failure.logs:
-                lines.append("    last log lines:")
-                lines += [f"      {line}" for line in failure.logs.splitlines()]
-    return lines
+    """The report's lines and its final words, as one block (deploy's host details)."""
+    failure = failure_report(outcomes)
+    return [*failure.lines, *failure.final.splitlines()] if failure else []
