@@ -6,6 +6,9 @@ draws, so a script or a test can follow a run and act on what it has reached. Sh
 
 - ``stack``: ``stack``, ``state`` (waiting, starting, healthy, unchanged, failed, blocked,
   not started, interrupted) and ``elapsed`` seconds;
+- ``service``: ``stack``, ``service``, ``state`` (pulling, created, starting, started,
+  waiting for health, healthy, error, ...) and ``detail`` (e.g. "pulling 3/7 layers,
+  12.0/48.3 MB", "waiting for health (last check: ...)");
 - ``step``: ``step`` (certificates, plan, engine) and ``state`` (started, done);
 - ``interrupted``: ``signal``, ``finished``, ``cut_off``, ``not_started``, ``resume``;
 - ``done``: ``ok``, ``stacks`` (stack -> final state) and, when something failed,

@@ -180,10 +180,14 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
     lock = threading.Lock()
 
     def bring_up(name: str) -> schedule.StackOutcome:
+        def on_service(service: str, state_: str, detail: str) -> None:
+            progress.service(name, service, state_, detail)
+
         outcome = apply.bring_up_stack(c, catalogue[name], prepared[name].target,
                                        up_plan.steps[name], helper, timeout,
                                        engine=engine,
-                                       mirror=project.config.get("IMAGE_MIRROR"))
+                                       mirror=project.config.get("IMAGE_MIRROR"),
+                                       on_service=on_service)
         if outcome.status == schedule.HEALTHY:
             with lock:
                 state.record_stack(build_dir, name, state.StackRecord(prepared[name].digest,
@@ -198,7 +202,13 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
             # CI, pipes: one plain line per change, no control codes
             out.print(f"{stack}: {state_} ({elapsed:.1f}s)", markup=False, highlight=False)
 
-    progress = schedule.Progress(listener=changed)
+    def service_changed(stack: str, service: str, state_: str, detail: str) -> None:
+        stream.emit("service", stack=stack, service=service, state=state_, detail=detail)
+        if not out.is_terminal:
+            out.print(f"{stack}/{service}: {detail}", markup=False, highlight=False,
+                      soft_wrap=True)
+
+    progress = schedule.Progress(listener=changed, service_listener=service_changed)
     deps = {n: list(catalogue[n].depends_on) for n in order}
     if not out.is_terminal:
         return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
@@ -218,10 +228,13 @@ class _live:
 
         colours = {"healthy": "green", "unchanged": "green", "failed": "red", "blocked": "red",
                    "not started": "yellow", "starting": "cyan", "interrupted": "yellow"}
+        from rich.markup import escape
+
         table = Table(box=None, show_header=False)
         for stack, state, elapsed in self.progress.snapshot():
             colour = colours.get(state, "dim")
-            table.add_row(stack, f"[{colour}]{state}[/{colour}]", f"{elapsed:5.1f}s")
+            table.add_row(stack, f"[{colour}]{state}[/{colour}]", f"{elapsed:5.1f}s",
+                          f"[dim]{escape(self.progress.doing(stack))}[/dim]")
         return table
 
     def __enter__(self) -> _live:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -35,6 +36,7 @@ from .probes import (
     tls_checks,
     tls_probe_command,
 )
+from .progress import ComposeProgress, last_health_output, plain_text
 from .schedule import FAILED, HEALTHY, INTERRUPTED, UNCHANGED, ServiceFailure, StackOutcome
 
 LOG_TAIL = 30
@@ -133,12 +135,15 @@ def compose_ps(c: Any, target: cmd.ComposeTarget) -> list[ContainerFact]:
 
 def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackStep,
                    helper_image: str, timeout: int, log_tail: int = LOG_TAIL,
-                   engine: EngineHost = HELPER_ONLY, mirror: str = "") -> StackOutcome:
+                   engine: EngineHost = HELPER_ONLY, mirror: str = "",
+                   on_service: Callable[[str, str, str], None] | None = None) -> StackOutcome:
     """Bring one stack up and wait until every service is healthy (or a job exited 0).
 
     ``engine``: the facts (enginehost) that let the shell run the HTTP probes (curl) instead
     of a helper container, and run the compose binary directly. ``mirror``: IMAGE_MIRROR, for
-    the image a TLS probe runs in.
+    the image a TLS probe runs in. ``on_service(service, state, detail)``: told of each
+    service's progress (pulling n/m layers, created, starting, waiting for health with the
+    check's last output, healthy), from compose's own events.
     """
     if step.action == SKIP:
         return StackOutcome(stack.name, UNCHANGED, detail=step.reason)
@@ -162,7 +167,7 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
                             tuple(failures))
 
     if daemons:
-        result = c.run(cmd.compose_up(target, daemons, remaining()), hide=True, warn=True)
+        result = _compose_up(c, target, daemons, remaining(), on_service)
         if stop := interrupted():
             return stop
         if result.ok and step.recreate:
@@ -276,6 +281,40 @@ def remove_data(c: Any, helper_image: str, data_root: str, sources: Sequence[str
                                     for s in sources)
     c.run(cmd.helper_run(helper_image, script, mounts=[f"{data_root}:{MOUNT_POINT}"]),
           hide=True)
+
+
+def _compose_up(c: Any, target: cmd.ComposeTarget, services: Sequence[str], wait: int,
+                on_service: Callable[[str, str, str], None] | None) -> Any:
+    """``compose up --wait``; with ``on_service``, its JSON progress read as it comes, and the
+    health check's last output fetched every few seconds for a service it waits on. Its
+    result's stderr is plain text again (the failure report reads it)."""
+    if on_service is None:
+        return c.run(cmd.compose_up(target, services, wait), hide=True, warn=True)
+    sink = ComposeProgress(target.project, on_service)
+    done = threading.Event()
+
+    def watch_health() -> None:
+        while not done.wait(3):
+            for service in sink.waiting_for_health():
+                answer = c.run(cmd.inspect_health(f"{target.project}-{service}-1"),
+                               hide=True, warn=True)
+                output = last_health_output(answer.stdout) if answer.ok else ""
+                if output:
+                    sink.note_health(service, output)
+                    on_service(service, "waiting for health",
+                               sink.services[service].detail())
+
+    watcher = threading.Thread(target=watch_health, daemon=True)
+    watcher.start()
+    try:
+        result = c.run(cmd.compose_up(target, services, wait, progress_json=True),
+                       hide="out", err_stream=sink, warn=True)
+    finally:
+        done.set()
+    if not result.ok and "unknown flag: --progress" in result.stderr:  # an older compose
+        return c.run(cmd.compose_up(target, services, wait), hide=True, warn=True)
+    result.stderr = plain_text(result.stderr)
+    return result
 
 
 def _by_network(checks: Sequence[HttpCheck]) -> dict[str, list[HttpCheck]]:

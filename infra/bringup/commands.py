@@ -32,8 +32,11 @@ def compose(target: ComposeTarget, *args: str) -> str:
 
 
 def compose_up(target: ComposeTarget, services: Sequence[str], wait_timeout: int,
-               force_recreate: bool = False, no_deps: bool = False) -> str:
-    args = ["up", "-d", "--remove-orphans", "--wait", f"--wait-timeout {int(wait_timeout)}"]
+               force_recreate: bool = False, no_deps: bool = False,
+               progress_json: bool = False) -> str:
+    # --progress json: one event per line (infra/bringup/progress.py reads them live)
+    args = ["--progress json"] if progress_json else []
+    args += ["up", "-d", "--remove-orphans", "--wait", f"--wait-timeout {int(wait_timeout)}"]
     if force_recreate:
         args.append("--force-recreate")
     if no_deps:

@@ -56,6 +56,9 @@ class Progress:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # told of every change (stack, state, elapsed): the --events stream
     listener: Callable[[str, str, float], None] | None = None
+    # per stack, per service: (state, detail, since) from compose's events
+    services: dict[str, dict[str, tuple[str, str, float]]] = field(default_factory=dict)
+    service_listener: Callable[[str, str, str, str], None] | None = None
 
     def set(self, stack: str, state: str) -> None:
         with self.lock:
@@ -69,6 +72,30 @@ class Progress:
             elapsed = now - self.started[stack] if stack in self.started else 0.0
         if self.listener is not None:
             self.listener(stack, state, elapsed)
+
+    def service(self, stack: str, service: str, state: str, detail: str) -> None:
+        """A service's progress inside a stack being brought up."""
+        with self.lock:
+            known = self.services.setdefault(stack, {})
+            before = known.get(service)
+            since = before[2] if before and before[0] == state else time.monotonic()
+            known[service] = (state, detail, since)
+        if self.service_listener is not None and (before is None or before[0] != state):
+            self.service_listener(stack, service, state, detail)
+
+    def doing(self, stack: str) -> str:
+        """What a stack being brought up is on: its latest service not yet done."""
+        now = time.monotonic()
+        with self.lock:
+            if self.states.get(stack) != STARTING:
+                return ""
+            busy = [(since, service, detail) for service, (state, detail, since)
+                    in self.services.get(stack, {}).items()
+                    if state not in ("healthy", "running", "exited", "pulled")]
+        if not busy:
+            return ""
+        since, service, detail = max(busy)
+        return f"{service}: {detail} ({now - since:.0f}s)"
 
     def snapshot(self) -> list[tuple[str, str, float]]:
         now = time.monotonic()
