@@ -24,8 +24,11 @@ ROOT_TASKS: list = []
     "dry": "render and compare checksums; print what would be uploaded; touch nothing",
     "timeout": "seconds each stack may take to become healthy (default: HEALTH_TIMEOUT)",
     "jobs": "stacks brought up at once on each host when independent (default 4)",
+    "events": "also write each state change as a JSON line to this file ('-': standard "
+              "output; infra/events.py, each with its host)",
 }, interrupts="poll")
-def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, profile=""):
+def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, events="",
+           profile=""):
     """Render per host, upload what changed, bring its stacks up health-gated; hosts in parallel.
 
     Prints a table of host, stacks, result, uploads and time; a host that cannot be reached or
@@ -51,20 +54,53 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, pr
     inventory = inventory_of(config, catalogue)
     targets = resolve_targets(inventory, names, every=all)
     per_target = stacks_per_target(targets, list(stack or []), catalogue.names())
+    from infra.bringup import schedule
+    from infra.events import Events
+
     out = console()
     lock = threading.Lock()
+    stream = Events(events)
+    live = _HostsView() if out.is_terminal else None
 
     def say(name: str, message: str) -> None:
+        stream.emit("host", host=name, message=message)
+        if live is not None:
+            live.note(name, message)
+            return
         with lock:
             out.print(f"[bold]{name}[/bold] {message}", markup=True, highlight=False)
+
+    def progress_for(name: str) -> Any:
+        def stack_changed(stack_: str, state: str, elapsed: float) -> None:
+            stream.emit("stack", host=name, stack=stack_, state=state,
+                        elapsed=round(elapsed, 1))
+
+        def service_changed(stack_: str, service: str, state: str, detail: str) -> None:
+            stream.emit("service", host=name, stack=stack_, service=service, state=state,
+                        detail=detail)
+            if live is None:
+                say(name, f"{stack_}/{service}: {detail}")
+
+        progress = schedule.Progress(listener=stack_changed, service_listener=service_changed)
+        if live is not None:
+            live.hosts[name] = progress
+        return progress
 
     for target in targets:
         if target.name in per_target:
             say(target.name, f"-> {target.host.user}@{target.host.address}:{target.host.port} "
                              f"stacks {', '.join(per_target[target.name])}")
     options = run.DeployOptions(profile=profile, timeout=int(timeout), dry=dry,
-                                environ=dict(os.environ), jobs=max(1, int(jobs)))
-    results = run.deploy_all(targets, per_target, project, options, say)
+                                environ=dict(os.environ), jobs=max(1, int(jobs)),
+                                progress_for=progress_for)
+    if live is not None:
+        with live:
+            results = run.deploy_all(targets, per_target, project, options, say)
+    else:
+        results = run.deploy_all(targets, per_target, project, options, say)
+    stream.emit("done", ok=all(r.ok for r in results),
+                hosts={r.host: {"result": r.result, "reason": r.reason} for r in results})
+    stream.close()
     _print_summary(results)
     from infra.interrupt import current
 
@@ -87,6 +123,59 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, pr
             out.print(f"{result.host}: {result.reason}", markup=False, highlight=False)
         raise Exit("error: deploy failed on " + ", ".join(r.host for r in failed)
                    + " (causes above)", code=code)
+
+
+class _HostsView:
+    """A terminal's live view of a deploy: a section per host (its last step), its stacks
+    with their state and time, and what each is on (a service and what it waits for)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.hosts: dict[str, Any] = {}  # host -> schedule.Progress
+        self.notes: dict[str, str] = {}
+        self.stop = threading.Event()
+
+    def note(self, host: str, message: str) -> None:
+        self.notes[host] = message
+
+    def _table(self) -> Any:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(box=None, show_header=False)
+        for host in sorted(set(self.hosts) | set(self.notes)):
+            table.add_row(f"[bold]{escape(host)}[/bold]", "", "",
+                          f"[dim]{escape(self.notes.get(host, ''))}[/dim]")
+            progress = self.hosts.get(host)
+            if progress is None:
+                continue
+            for stack, state, elapsed in progress.snapshot():
+                table.add_row(f"  {escape(stack)}", escape(state), f"{elapsed:5.1f}s",
+                              f"[dim]{escape(progress.doing(stack))}[/dim]")
+        return table
+
+    def __enter__(self) -> _HostsView:
+        import threading
+
+        from rich.live import Live
+
+        self.live = Live(self._table(), console=console(), refresh_per_second=4)
+        self.live.__enter__()
+
+        def refresh() -> None:
+            while not self.stop.wait(0.25):
+                self.live.update(self._table())
+
+        self.thread = threading.Thread(target=refresh, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.live.update(self._table())
+        self.live.__exit__(*exc)
 
 
 def _print_summary(results: list[Any]) -> None:

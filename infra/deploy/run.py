@@ -35,6 +35,8 @@ class DeployOptions:
     timeout: int = 0  # seconds per stack; 0: HEALTH_TIMEOUT
     dry: bool = False
     jobs: int = 4  # stacks brought up at once on a host, when independent
+    # a host's progress (stacks, and their services from compose's events): the live view
+    progress_for: Callable[[str], Any] | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -193,6 +195,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                                   lambda line: say(target.name, line))
     timeout = int(options.timeout or config["HEALTH_TIMEOUT"])
     lock = threading.Lock()
+    progress = (options.progress_for(target.name) if options.progress_for
+                else schedule.Progress())
 
     def bring_up(name: str) -> Any:
         directory = remote.stack_dir(name)
@@ -200,10 +204,14 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                                        Path(posixpath.join(directory, "compose.yaml")))
         say(target.name, f"{name}: {up_plan.steps[name].action} "
                          f"({up_plan.steps[name].reason})")
+        def on_service(service: str, state_: str, detail: str) -> None:
+            progress.service(name, service, state_, detail)
+
         try:
             outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
                                            up_plan.steps[name], helper, timeout,
-                                           engine=engine, mirror=config.get("IMAGE_MIRROR"))
+                                           engine=engine, mirror=config.get("IMAGE_MIRROR"),
+                                           on_service=on_service)
         except Exception as exc:  # the link, mostly: said as the deploy's other failures are
             return schedule.StackOutcome(name, schedule.FAILED, time.monotonic() - begin,
                                          summary.classify(exc))
@@ -217,7 +225,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     order = [n for layer in up_plan.layers for n in layer]
     deps = {n: list(project.catalogue[n].depends_on) for n in order}
     step("bringing up " + ", ".join(order))
-    outcomes = schedule.run_in_order(order, deps, bring_up, max_parallel=options.jobs)
+    outcomes = schedule.run_in_order(order, deps, bring_up, progress,
+                                     max_parallel=options.jobs)
     interrupted = [n for n, o in outcomes.items() if o.status == schedule.INTERRUPTED]
     if interrupted:
         step(f"bringing up {', '.join(interrupted)}")
