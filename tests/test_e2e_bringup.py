@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -307,6 +308,45 @@ def test_ctrl_c_during_up_stops_at_once_and_the_same_command_resumes(lab: e2e.La
     again = lab.invoke("up")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr
     assert lab.containers()[("monitoring", "grafana")]["health"] == "healthy"
+
+
+def test_on_a_terminal_the_live_view_shows_the_waiting_service_and_its_time(lab: e2e.Lab
+                                                                           ) -> None:
+    """`up` in a real terminal (tmux), its pane captured while the monitoring stack waits on a
+    service's health: that stack's row names the service, what it waits for and for how
+    long; after the run, the events of a good up end with every stack healthy."""
+    import shlex
+
+    tmux = require_program("tmux")
+    down = lab.invoke("down", "--stack", "monitoring")
+    assert down.returncode == 0, down.stdout + down.stderr
+    events = lab.workdir / "tmux.ndjson"
+    command, cwd = lab._command(("up", "--events", str(events)), lab.environ)
+    environ = " ".join(f"{k}={shlex.quote(v)}" for k, v in lab.environ.items()
+                       if k.startswith(("INFRA_", "BUILD_DIR", "DATA_ROOT", "CERTS_DIR",
+                                        "DOCKER_HOST", "PATH", "HOME")))
+    session = f"sy{os.getpid()}"
+    script = f"cd {shlex.quote(str(cwd))} && env {environ} TERM=xterm-256color " \
+             f"{shlex.join(command)}; echo exit=$?; sleep 60"
+    subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+                    script], check=True)
+    try:
+        e2e.wait_for_event(events, lambda e: e.get("event") == "service"
+                           and e.get("stack") == "monitoring"
+                           and e.get("state") == "waiting for health")
+        time.sleep(1.2)  # the view redraws four times a second; the elapsed time ticks
+        pane = subprocess.run([tmux, "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True, check=True).stdout
+        row = next((line for line in pane.splitlines() if line.lstrip().startswith(
+            "monitoring") and "starting" in line), "")
+        assert re.search(r"starting\s+\d+\.\ds\s+[\w-]+: waiting for health.*\(\d+s\)", row), \
+            pane
+        e2e.wait_for_event(events, lambda e: e.get("event") == "done", timeout=600)
+        done = json.loads(events.read_text().splitlines()[-1])
+        assert done["ok"] is True and set(done["stacks"].values()) <= {"healthy", "unchanged"}
+        assert done["stacks"]["monitoring"] == "healthy"
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
 
 
 @pytest.mark.parametrize("point", ["after secrets", "networks and ownership",
