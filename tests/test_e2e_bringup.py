@@ -308,6 +308,18 @@ def test_ctrl_c_during_up_stops_at_once_and_the_same_command_resumes(lab: e2e.La
     again = lab.invoke("up")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr
     assert lab.containers()[("monitoring", "grafana")]["health"] == "healthy"
+    # no terminal here: plain lines, no control codes, one per state change
+    assert "\x1b[" not in again.stdout + again.stderr
+    changes = [line for line in again.stdout.splitlines()
+               if re.match(r"^(monitoring|monitoring/[\w-]+): ", line)]
+    keys = [re.sub(r" \(\d+\.\ds\)$", "", line) for line in changes]
+    assert "monitoring: healthy" in keys and any(k.startswith("monitoring/grafana: ")
+                                                 for k in keys), changes
+    last: dict[str, str] = {}
+    for key in keys:  # a line only when something changed: never the same state twice running
+        subject, state = key.split(": ", 1)
+        assert last.get(subject) != state, changes
+        last[subject] = state
 
 
 def test_on_a_terminal_the_live_view_shows_the_waiting_service_and_its_time(lab: e2e.Lab
