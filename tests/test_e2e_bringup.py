@@ -363,6 +363,34 @@ def test_on_a_terminal_the_live_view_shows_the_waiting_service_and_its_time(lab:
 
 @pytest.mark.parametrize("point", ["after secrets", "networks and ownership",
                                    "inside the bring-up"])
+def test_ctrl_c_during_pull_stops_at_once_with_its_lists(lab: e2e.Lab) -> None:
+    """A sequential task: stopped where it is (the stack being pulled is cut off), the
+    stacks before it finished, the rest never started, exit 130."""
+    import selectors
+
+    run = lab.start("pull")
+    assert run.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(run.stdout, selectors.EVENT_READ)
+    seen = ""
+    while "\nauth\n" not in "\n" + seen and selector.select(timeout=120):
+        line = run.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert "auth" in seen.split(), seen
+    begin = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    took = time.monotonic() - begin
+    lab.timings["Ctrl-C to exit (pull)"] = took
+    assert run.returncode == 130, seen + out + err
+    assert took < 2.0, took
+    said = seen + out + err
+    assert "interrupted (SIGINT)" in said and "Traceback" not in said, said
+    assert "finished:      traefik" in said and "never started:" in said, said
+
+
 def test_sigkill_during_up_then_the_same_command_converges(lab: e2e.Lab, point: str) -> None:
     """Killed (SIGKILL: nothing of ours runs) at a point the run has reached (its events):
     right after it generated a missing secret, while it prepares the engine, inside the

@@ -51,9 +51,10 @@ class Lab:
     def start(self, *args: str) -> subprocess.Popen[str]:
         """``invoke`` in its own process group, as a terminal runs a command: a signal to the
         group reaches it and its children, as Ctrl-C does."""
-        command, cwd = self._command(args, self.environ)
+        environ = {**self.environ, "PYTHONUNBUFFERED": "1"}  # its lines as they come
+        command, cwd = self._command(args, environ)
         return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.environ,
+                                stderr=subprocess.PIPE, text=True, env=environ,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     def docker(self, *args: str, check: bool = True) -> str:
