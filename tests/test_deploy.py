@@ -275,3 +275,23 @@ def test_services_with_key_copies_are_recreated_when_a_key_changes(tmp_path: Pat
     traefik = load(tmp_path).catalogue["traefik"]
     assert services_mounting(traefik, [KEYS_STATE]) == ("traefik",)
     assert services_mounting(traefik, []) == ()
+
+
+def test_the_deploy_view_has_a_section_per_host_with_what_each_stack_is_on() -> None:
+    from rich.console import Console
+
+    from infra.bringup import schedule
+    from tasks.deploy import _HostsView
+
+    view = _HostsView()
+    progress = schedule.Progress()
+    view.hosts["h1"] = progress
+    view.note("h1", "uploaded 3 file(s)")
+    view.note("h2", "rendered minio")
+    progress.set("zot", schedule.STARTING)
+    progress.service("zot", "zot", "waiting for health", "waiting for health")
+    console = Console(record=True, width=120)
+    console.print(view._table())
+    text = console.export_text()
+    assert "h1" in text and "uploaded 3 file(s)" in text and "h2" in text
+    assert "zot: waiting for health (0s)" in text and "starting" in text
