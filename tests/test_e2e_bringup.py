@@ -479,7 +479,8 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
         text = result.stdout + result.stderr
         # one block: the unhealthy service once, with its health output and log tail once,
         # what it stopped, and the fix last
-        assert text.count("\nminio/minio: ") == 1, text
+        assert text.count("\nminio/minio: not healthy") == 1, text
+        assert text.count("health output:") == 1, text
         assert text.count("last log lines:") == 1, text
         assert "never to become healthy" in text, text  # its last log lines
         assert "not started: monitoring (needs minio)" in text, text

@@ -195,7 +195,7 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
             fixes.append(fix)
             causes.append(title)
     for stack, failure in unhealthy:
-        lines.append(f"{stack}/{failure.service}: {failure.state}")
+        lines.append(f"{stack}/{failure.service}: not healthy ({failure.state})")
         if failure.health_output.strip():
             lines.append("  health output:")
             lines += [f"    {x}" for x in _engine_lines(failure.health_output)[-8:]]
@@ -204,7 +204,7 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
             lines += [f"    {x}" for x in failure.logs.strip().splitlines()[-12:]]
     if unhealthy:
         fixes.append(UNHEALTHY_FIX)
-        causes.append(", ".join(f"{s}/{f.service} {f.state}" for s, f in unhealthy))
+        causes.append(", ".join(f"{s}/{f.service} not healthy" for s, f in unhealthy))
     lines += other
     causes += other
     if blocked:
