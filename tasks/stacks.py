@@ -35,12 +35,14 @@ def render(c: Any, stack: list[str] | None = None, dry: bool = False, profile: s
             out.print(f"  [green]wrote[/green] {relative}")
 
 
-@infra_task(help={"format": "table (default), mermaid or json (its shape: infra/jsonout.py)"})
-def plan(c: Any, format: str = "table", profile: str = "") -> None:
+@infra_task(help={"format": "table (default), mermaid or json (its shape: infra/jsonout.py)",
+                  "json": "the same as --format json"})
+def plan(c: Any, format: str = "table", json: bool = False, profile: str = "") -> None:
     """Show stacks in order, networks, volumes, hostnames and ports (or a Mermaid graph)."""
     from infra import plan as views
 
     project = load(profile, write=False)
+    format = "json" if json else format
     if format == "mermaid":
         print(views.mermaid(project.catalogue), end="")
         return

@@ -133,6 +133,7 @@ def test_plan_and_config_as_json_hold_what_the_tables_show(project_root: Path,
     planned = run([*INVOKE, "plan", "--format", "json"], project_root, env_dir)
     assert planned.returncode == 0, planned.stderr
     document = json.loads(planned.stdout)
+    assert json.loads(run([*INVOKE, "plan", "--json"], project_root, env_dir).stdout) == document
     assert (document["v"], document["kind"]) == (1, "plan")
     routes = document["sections"]["hostnames"]
     table = views.route_rows(project.catalogue, project.config["SSO_GROUPS"])
