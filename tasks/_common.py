@@ -59,13 +59,15 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 
     def decorate(body: Callable[..., Any]) -> Any:
         help_ = dict(kwargs.pop("help", {}))
-        if "profile" in inspect.signature(body).parameters:
+        parameters = inspect.signature(body).parameters
+        if "profile" in parameters:
             help_.setdefault("profile", PROFILE_HELP)
 
         @functools.wraps(body)
         def run(c: Any, *a: Any, **kw: Any) -> Any:
             from infra.interrupt import Interrupted, handling
 
+            _invoke_dry_is_our_dry(c, kw, "dry" in parameters, body.__name__)
             token = None
             try:
                 with handling(raise_in_main=interrupts == "raise") as cancellation:
@@ -92,6 +94,20 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 # The process environment a task's configuration is loaded from; None: os.environ.
 _ENVIRON: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "stackyard_environ", default=None)
+
+
+def _invoke_dry_is_our_dry(c: Any, kw: dict[str, Any], has_dry: bool, name: str) -> None:
+    """`invoke --dry TASK` (invoke's own flag) means TASK's dry run: plan against the real
+    state, change nothing. invoke's meaning (echo every command instead of running it) would
+    not even read the state; a task without a dry run refuses rather than half-run."""
+    run_config = getattr(getattr(c, "config", None), "run", None)
+    if run_config is None or not getattr(run_config, "dry", False):
+        return
+    if not has_dry:
+        raise Exit(f"error: {name} has no dry run: run it without --dry, or use a task "
+                   "that has one (up, down, render, deploy, certs, host.*)", code=2)
+    kw["dry"] = True
+    run_config.dry = False  # the dry run reads the engine's real state
 
 
 def _interrupted_lines(exc: Any) -> list[str]:

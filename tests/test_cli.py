@@ -158,3 +158,16 @@ def test_plan_and_config_as_json_hold_what_the_tables_show(project_root: Path,
     for key, value in secrets.items():
         assert value not in shown.stdout, key
         assert settings[key]["source"] == "secret"
+
+
+def test_invokes_own_dry_flag_is_the_tasks_dry_run(project_root: Path, env_dir: Path) -> None:
+    """`invoke --dry render` plans and writes nothing (not even the secrets); a task without a
+    dry run refuses `--dry` instead of echoing its commands half-run."""
+    build = env_dir.parent / "build"
+    rendered = run([*INVOKE, "--dry", "render"], project_root, env_dir, BUILD_DIR=str(build))
+    assert rendered.returncode == 0, rendered.stderr
+    assert "dry run, nothing written" in rendered.stdout
+    assert not build.exists() and not (env_dir / "secrets.env").exists()
+    refused = run([*INVOKE, "--dry", "status"], project_root, env_dir)
+    assert refused.returncode == 2 and "status has no dry run" in refused.stderr
+    assert "Traceback" not in refused.stderr
