@@ -361,8 +361,6 @@ def test_on_a_terminal_the_live_view_shows_the_waiting_service_and_its_time(lab:
         subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
 
 
-@pytest.mark.parametrize("point", ["after secrets", "networks and ownership",
-                                   "inside the bring-up"])
 def test_ctrl_c_during_pull_stops_at_once_with_its_lists(lab: e2e.Lab) -> None:
     """A sequential task: stopped where it is (the stack being pulled is cut off), the
     stacks before it finished, the rest never started, exit 130."""
@@ -391,6 +389,8 @@ def test_ctrl_c_during_pull_stops_at_once_with_its_lists(lab: e2e.Lab) -> None:
     assert "finished:      traefik" in said and "never started:" in said, said
 
 
+@pytest.mark.parametrize("point", ["after secrets", "networks and ownership",
+                                   "inside the bring-up"])
 def test_sigkill_during_up_then_the_same_command_converges(lab: e2e.Lab, point: str) -> None:
     """Killed (SIGKILL: nothing of ours runs) at a point the run has reached (its events):
     right after it generated a missing secret, while it prepares the engine, inside the
