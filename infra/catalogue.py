@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import ConfigError, Problem
 from .secrets import SecretSpec
+from .settings import check_value
 from .yamlfile import read_yaml
 
 # sso: Authentik forward auth; public: no login (with a reason); basic: HTTP basic auth at
@@ -565,6 +566,11 @@ def _check(catalogue: Catalogue) -> None:
             if not service.image:
                 problems.append(Problem("has no image", key=f"{stack.name}.{service.name}",
                                         file=where, fix="set image: '{{ SOME_IMAGE }}'"))
+            elif wrong := check_value("ANY_IMAGE", service.image):
+                # a literal pinned like an *_IMAGE setting (a setting's value was checked so)
+                problems.append(Problem(f"image {wrong[0]}", key=f"{stack.name}.{service.name}",
+                                        file=where, fix=wrong[1] + ", or use a *_IMAGE "
+                                                                  "setting"))
             for dep in service.depends_on:
                 if dep not in names:
                     problems.append(Problem(f"depends on unknown service {dep!r}",

@@ -21,7 +21,7 @@ from .compose import CONTAINER_SECRETS, compose_document, container_secret_file,
 from .envfile import format_env
 from .errors import ConfigError, Problem
 from .fsutil import LOCK_FILE, atomic_write, locked, sha256_hex
-from .mirror import MIRROR_REGISTRIES
+from .mirror import mirrored_registries
 
 if TYPE_CHECKING:
     from .config import Config
@@ -59,7 +59,7 @@ def template_context(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
     """What templates see: public settings only (never secrets), plus the catalogue."""
     context: dict[str, Any] = dict(config.public)
     context.update(stack=stack, catalogue=catalogue, routes=cat.all_routes(catalogue),
-                   mirror_registries=MIRROR_REGISTRIES)
+                   mirror_registries=mirrored_registries())
     from .deploy.wiring import template_helpers  # peer(), remote_routes: cross-host wiring
 
     context.update(template_helpers(catalogue, config))

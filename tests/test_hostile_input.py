@@ -153,6 +153,8 @@ R = "a login guards it"
      "has routes or published ports"),
     ({"name": "odd", "services": {"web": {"image": "x:1", "ports": [
         {"published": 8080, "target": 80}]}}}, "published port 8080 gives no reason"),
+    ({"name": "odd", "services": {"web": {"image": "busybox"}}}, "'busybox' has no tag"),
+    ({"name": "odd", "services": {"web": {"image": "busybox:latest"}}}, "moving tag 'latest'"),
 ])
 def test_what_would_be_read_wrong_is_an_error(tmp_path: Path, stack: object, said: str) -> None:
     directory = _catalogue(tmp_path, stack)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.errors import ConfigError
-from infra.mirror import MIRROR_REGISTRIES, mirror_image, split_image
+from infra.mirror import mirror_image, mirrored_registries, split_image
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +42,7 @@ def test_unknown_registry_is_an_error_naming_the_fix() -> None:
     with pytest.raises(ConfigError) as caught:
         mirror_image("registry.example.org/team/app:1.0", "localhost:5000")
     assert "IMAGE_MIRROR" in str(caught.value)
-    assert "MIRROR_REGISTRIES" in str(caught.value)
+    assert "stacks/zot/registries.yaml" in str(caught.value)
 
 
 def test_split_follows_the_docker_rule() -> None:
@@ -52,6 +52,24 @@ def test_split_follows_the_docker_rule() -> None:
 
 
 def test_prefixes_match_the_seed() -> None:
-    prefixes = {m.registry: m.prefix for m in MIRROR_REGISTRIES}
+    prefixes = {m.registry: m.prefix for m in mirrored_registries()}
     assert prefixes == {"docker.io": "docker", "ghcr.io": "ghcr", "gcr.io": "gcr",
                         "quay.io": "quay", "registry.k8s.io": "k8s", "lscr.io": "lscr"}
+
+
+@pytest.mark.parametrize("text, said", [
+    ("registries: []\n", "has no list of registries"),
+    ("registries:\n  - {registry: quay.io, prefix: quay}\n", "is not {registry, prefix, url}"),
+    ("registries:\n  - {registry: quay.io, prefix: 'q/../x', url: 'https://quay.io'}\n",
+     "is not a registry host, a path prefix and an https URL"),
+    ("registries:\n  - {registry: quay.io, prefix: quay, url: 'http://quay.io'}\n",
+     "an https URL"),
+    ("registries:\n  - {registry: quay.io, prefix: quay, url: 'https://quay.io'}\n"
+     "  - {registry: quay.io, prefix: q2, url: 'https://quay.io'}\n", "given twice"),
+])
+def test_a_bad_registry_table_is_an_error_with_its_file(tmp_path, text: str, said: str) -> None:
+    table = tmp_path / "registries.yaml"
+    table.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        mirrored_registries(table)
+    assert said in str(caught.value) and str(table) in str(caught.value)
