@@ -50,3 +50,11 @@ def env_dir(tmp_path: Path) -> Path:
     target.mkdir()
     shutil.copy(PROJECT_ROOT / "env" / "defaults.env", target / "defaults.env")
     return target
+
+
+def program_of_this_python(name: str) -> str:
+    """A console script installed beside the interpreter running the tests (invoke, fab,
+    compose-lint): whichever environment that is, never a path written into a test."""
+    import sys
+
+    return str(Path(sys.executable).parent / name)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require, require_program
+from tests.conftest import program_of_this_python, require, require_program
 from tests.support import e2e, hosts, images
 from tests.support.rendering import env_dir_with_profile
 from tests.test_deploy_ssh import _push_doubles
@@ -32,7 +32,7 @@ SUBNET = "10.79.0"
 MIRROR_PORT = 45126
 STACKS = ["zot", "minio"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-FAB = str(PROJECT_ROOT / ".venv" / "bin" / "fab")
+FAB = program_of_this_python("fab")
 CONTRIB = "/usr/share/docker.io/contrib"
 
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from infra.project import load_project
-from tests.conftest import require, require_program
+from tests.conftest import program_of_this_python, require, require_program
 from tests.support import e2e, hosts, images, registry
 from tests.support.rendering import env_dir_with_profile
 
@@ -32,7 +32,7 @@ SUBNET = "10.78.0"
 MIRROR_PORT = 45124
 PLACEMENT = {"h1": ["zot"], "h2": ["minio"]}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-FAB = str(PROJECT_ROOT / ".venv" / "bin" / "fab")
+FAB = program_of_this_python("fab")
 
 
 @dataclass

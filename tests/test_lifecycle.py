@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, program_of_this_python
 
 pytestmark = pytest.mark.unit
-INVOKE = str(PROJECT_ROOT / ".venv" / "bin" / "invoke")
+INVOKE = program_of_this_python("invoke")
 
 
 def run(*args: str, env_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from infra import catalogue as cat
 from infra import plan
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, program_of_this_python
 from tests.support.rendering import load
 
 pytestmark = pytest.mark.unit
@@ -65,7 +65,7 @@ def test_plan_task_prints_tables_and_mermaid(tmp_path: Path) -> None:
     load(tmp_path)  # prepares the env folder
     env = {**os.environ, "INFRA_ENV_DIR": str(tmp_path / "env"),
            "BUILD_DIR": str(tmp_path / "build"), "COLUMNS": "200"}
-    invoke = str(PROJECT_ROOT / ".venv" / "bin" / "invoke")
+    invoke = program_of_this_python("invoke")
     table = subprocess.run([invoke, "plan"], cwd=PROJECT_ROOT, env=env, capture_output=True,
                            text=True, timeout=60)
     assert table.returncode == 0, table.stderr

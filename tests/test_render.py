@@ -328,12 +328,12 @@ def test_render_task_writes_then_reports_unchanged(tmp_path: Path) -> None:
     import os
     import subprocess
 
-    from tests.conftest import PROJECT_ROOT
+    from tests.conftest import PROJECT_ROOT, program_of_this_python
 
     load(tmp_path)  # prepares the env folder
     env = {**os.environ, "INFRA_ENV_DIR": str(tmp_path / "env"),
            "BUILD_DIR": str(tmp_path / "build"), "DATA_ROOT": str(tmp_path / "data")}
-    invoke = [str(PROJECT_ROOT / ".venv" / "bin" / "invoke"), "render", "--stack", "zot"]
+    invoke = [program_of_this_python("invoke"), "render", "--stack", "zot"]
     runs = [subprocess.run(invoke, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                            timeout=60) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr

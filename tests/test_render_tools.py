@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infra.render import render_stacks
-from tests.conftest import PROJECT_ROOT, require, require_program
+from tests.conftest import PROJECT_ROOT, program_of_this_python, require, require_program
 from tests.support.rendering import PROFILES, load
 
 pytestmark = pytest.mark.tools
@@ -19,8 +19,8 @@ LINT_CONFIG = PROJECT_ROOT / ".compose-lint.yml"
 
 
 def compose_lint() -> str:
-    program = PROJECT_ROOT / ".venv" / "bin" / "compose-lint"
-    require(program.exists(), "compose-lint in .venv (pip install -e '.[dev]')")
+    program = Path(program_of_this_python("compose-lint"))
+    require(program.exists(), "compose-lint beside this Python (pip install -e '.[dev]')")
     return str(program)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from infra.project import Project, load_project
 from tests.support import engines, images, registry, users
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-INVOKE = str(PROJECT_ROOT / ".venv" / "bin" / "invoke")
+INVOKE = str(Path(sys.executable).parent / "invoke")  # beside the running interpreter
 REGISTRY_PORT = 45123  # fixed so cached doubles keep their tags across runs (not 5000: Zot)
 PROFILE = "e2e"
 
