@@ -10,7 +10,7 @@ import pytest
 from infra.bringup.progress import ComposeProgress, last_health_output, plain_text
 
 pytestmark = pytest.mark.unit
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "recorded"
 
 
 def test_a_pull_is_counted_in_layers_and_bytes_as_it_comes() -> None:
