@@ -98,7 +98,7 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
             results = run.deploy_all(targets, per_target, project, options, say)
     else:
         results = run.deploy_all(targets, per_target, project, options, say)
-    stream.emit("done", ok=all(r.ok for r in results),
+    stream.emit("done", ok=not [r for r in results if not r.ok],  # `all` is a flag here
                 hosts={r.host: {"result": r.result, "reason": r.reason} for r in results})
     stream.close()
     _print_summary(results)
@@ -119,10 +119,9 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
     code = summary.exit_code(results)
     if code:
         failed = [r for r in results if not r.ok]
-        for result in failed:  # every cause whole, with its fix: never cut to a line
-            out.print(f"{result.host}: {result.reason}", markup=False, highlight=False)
-        raise Exit("error: deploy failed on " + ", ".join(r.host for r in failed)
-                   + " (causes above)", code=code)
+        # every cause whole, with its fix, last: never cut to a line
+        raise Exit("error: deploy failed on " + ", ".join(r.host for r in failed) + "\n"
+                   + "\n".join(f"{r.host}: {r.reason}" for r in failed), code=code)
 
 
 class _HostsView:
