@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
-from ._common import console, infra_task, settings
+from ._common import console, infra_task, load, settings
 
 if TYPE_CHECKING:
     from infra.config import Config
@@ -20,51 +20,39 @@ def _config(profile: str) -> Config:
     return settings(profile)
 
 
+def _spec(profile: str) -> tuple[Config, Any]:
+    """The configuration and the PKI it describes, the ingress certificate naming the routed
+    hosts of the catalogue loaded here (parsed once; no secret is generated or written)."""
+    from infra import pki
+
+    project = load(profile, write=False)
+    return project.config, pki.pki_spec(project.config, pki.routed_hosts(project.catalogue))
+
+
 def _converge(c: Any, profile: str, scope: tuple[str, ...] | None, dry: bool,
               replace: str | None = None, renew_days: int | None = None,
               force_leaves: bool = False) -> None:
     """Plan against the files on disk, show the plan, apply it, rewrite the chains."""
-    import contextlib
-
     from infra import pki
-    from infra.fsutil import locked
-
-    config = _config(profile)
-    spec = pki.pki_spec(config)
-    cfssl = pki.Cfssl()  # before anything is written: a missing tool leaves no trace
-    # two runs at once: the second plans against what the first wrote (one CA, never two)
-    with locked(spec.certs_dir, "certificates") if not dry else contextlib.nullcontext():
-        _converge_locked(c, config, spec, cfssl, scope, dry, replace, renew_days, force_leaves)
-
-
-def _converge_locked(c: Any, config: Any, spec: Any, cfssl: Any, scope: tuple[str, ...] | None,
-                     dry: bool, replace: str | None, renew_days: int | None,
-                     force_leaves: bool) -> None:
-    from infra import pki
-
-    states = pki.read_states(c, spec)
-    plan = pki.plan_certs(spec, states, scope or spec.items, replace=replace,
-                          renew_days=renew_days, force_leaves=force_leaves)
-    _show_plan(plan, dry)
-    if dry or plan.problems:
-        if plan.problems:
-            from infra.errors import ConfigError
-
-            raise ConfigError(list(plan.problems))
-        return
     from infra.interrupt import track
 
-    paths = pki.cert_paths(config)
-    steps = track([f"{s.action} {s.item}" for s in plan.steps] + ["chains"])
+    config, spec = _spec(profile)
+    steps = track([])
+
+    def show(plan: Any) -> None:
+        _show_plan(plan, dry)
+        steps.planned[:] = [f"{s.action} {s.item}" for s in plan.steps] + ["chains"]
 
     def notify(step: Any) -> None:
         steps.begin(f"{step.action} {step.item}")
         console().print(f"  [cyan]{step.action}[/cyan] {step.item} ({step.reason})")
 
-    changed = pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
-    changed += pki.apply_plan(plan, spec, cfssl, paths.rendered_dir, notify=notify)
-    steps.begin("chains")
-    changed += pki.write_chains(spec)
+    _, changed = pki.converge(c, config, spec, scope, dry=dry, whenever=True, replace=replace,
+                              renew_days=renew_days, force_leaves=force_leaves,
+                              cfssl=pki.Cfssl(), show=show, notify=notify,
+                              chains=lambda: steps.begin("chains"))
+    if dry:
+        return
     steps.finish("chains")
     if changed:
         console().print(f"[green]done[/green]: {len(changed)} file(s) written in {spec.certs_dir}")
@@ -125,9 +113,8 @@ def registry(c, profile="", dry=False):
                   "force": "reissue every leaf certificate now", "dry": DRY_HELP})
 def renew(c, profile="", days=0, force=False, dry=False):
     """Reissue leaf certificates that expire soon (CAs are never renewed silently)."""
-    from infra import pki
 
-    spec = pki.pki_spec(_config(profile))
+    _, spec = _spec(profile)
     leaves = tuple(leaf.name for leaf in spec.leaves)
     _converge(c, profile, leaves, dry, renew_days=int(days) or spec.renew_days, force_leaves=force)
 
@@ -137,7 +124,7 @@ def chain(c, profile=""):
     """Write ca-chain.pem (intermediate + root) and <leaf>-fullchain.pem (leaf + intermediate)."""
     from infra import pki
 
-    spec = pki.pki_spec(_config(profile))
+    _, spec = _spec(profile)
     changed = pki.write_chains(spec)
     if not pki.chain_contents(spec):
         raise Exit("error: no CA yet: run `invoke certs` first", code=1)
@@ -150,7 +137,7 @@ def verify(c, profile=""):
     """Check every certificate with openssl: chain, constraints, names, usages, key modes."""
     from infra import pki
 
-    spec = pki.pki_spec(_config(profile))
+    _, spec = _spec(profile)
     checks = pki.verify_certs(c, spec)
     for check in checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"

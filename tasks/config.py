@@ -48,12 +48,12 @@ def check(c, profile="", json=False):
 
     from infra.contracts import contracts_dir, load_contracts, pin_drift
     from infra.host.daemon_json import desired_settings
-    from infra.pki import pki_spec
+    from infra.pki import pki_spec, routed_hosts
 
     project = load(profile, write=False)
     config = project.config
     # the same validation the certs and docker tasks use: check never passes what they refuse
-    pki_spec(config)
+    pki_spec(config, routed_hosts(project.catalogue))
     desired_settings(config.public, rootless=config.flag("ROOTLESS"))
     contracts = load_contracts(contracts_dir(project.root))
     warnings = pin_drift(contracts, config.public)

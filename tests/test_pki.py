@@ -303,13 +303,15 @@ def test_rootful_trust_uses_sudo_when_not_root():
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     c = MockContext(run={"id -u": Result("1000\n")},
                     sudo={re.compile(r"cat .*"): Result("", exited=1),
-                          re.compile(r"sh -c .*"): Result("")}, repeat=True)
+                          re.compile(r"mkdir -p .*"): Result("")}, repeat=True)
     targets = pki.trust_targets(["r:5000"], False, "/home/ann")
     results = pki.apply_trust(c, targets, pem)
     assert results[0].changed
     commands = [call.args[0] for call in c.sudo.call_args_list]
     assert commands[0] == "cat /etc/docker/certs.d/r:5000/ca.crt"
+    # the one atomic write of host steps: staged, installed 0644, renamed into place
     assert "mkdir -p /etc/docker/certs.d/r:5000" in commands[1] and "mv -f" in commands[1]
+    assert "install -m 0644" in commands[1]
 
     unchanged = MockContext(run={"id -u": Result("1000\n")},
                             sudo={re.compile(r"cat .*"): Result(pem)}, repeat=True)

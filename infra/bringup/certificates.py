@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..fsutil import atomic_write, locked, sha256_hex
+from ..fsutil import atomic_write, sha256_hex
 
 if TYPE_CHECKING:
     from ..project import Project
@@ -43,38 +43,24 @@ def fingerprint(project: Project) -> str | None:
 def ensure_certificates(c: Any, project: Project, dry: bool) -> list[str]:
     """Create the missing CA and certificates; returns what it did (or would do)."""
     from .. import pki
-    from ..errors import ConfigError
 
     config = project.config
     marker = config.build_dir / FINGERPRINT_FILE
     before = fingerprint(project)
     if before and marker.is_file() and marker.read_text().strip() == before:
         return []
-    spec = pki.pki_spec(config)
-
-    def planned() -> Any:
-        plan = pki.plan_certs(spec, pki.read_states(c, spec), spec.items)
-        if plan.problems:
-            raise ConfigError(list(plan.problems))
-        return plan
+    spec = pki.pki_spec(config, pki.routed_hosts(project.catalogue))
 
     def lines(plan: Any, verb: str) -> list[str]:
         return ([f"{verb} {key} readable by its owner only" for key in plan.protect]
                 + [f"{step.action} certificate {step.item} ({step.reason})"
                    for step in plan.steps])
 
-    plan = planned()
+    # the same converge step as `invoke certs` (infra/pki/converge.py)
+    plan, written = pki.converge(c, config, spec, dry=dry)
     if dry:
         return lines(plan, "make")
-    done: list[str] = []
-    if plan.steps or plan.protect:
-        with locked(spec.certs_dir, "certificates"):  # one CA, even when two runs start at once
-            plan = planned()  # again: the other run may have done it meanwhile
-            done = lines(plan, "made")
-            paths = pki.cert_paths(config)
-            pki.write_rendered(pki.render_cfssl_files(config, spec), paths.rendered_dir)
-            pki.apply_plan(plan, spec, pki.Cfssl(), paths.rendered_dir)
-            pki.write_chains(spec)
+    done = lines(plan, "made") if written else []
     after = fingerprint(project)
     if after:
         atomic_write(marker, after + "\n")

@@ -30,6 +30,7 @@ from .constants import (
     SCOPES,
     TEMPLATES_DIR,
 )
+from .converge import converge
 from .facts import (
     ITEM_MARK,
     OPENSSL_X509_FACTS,
@@ -60,6 +61,7 @@ from .spec import (
     registry_hosts,
     registry_tls,
     render_cfssl_files,
+    routed_hosts,
 )
 from .trust import (
     TrustResult,
@@ -104,6 +106,7 @@ __all__ = [
     "apply_trust",
     "cert_paths",
     "chain_contents",
+    "converge",
     "expected_problems",
     "fullchain_path",
     "ingress_hosts",
@@ -118,6 +121,7 @@ __all__ = [
     "registry_hosts",
     "registry_tls",
     "render_cfssl_files",
+    "routed_hosts",
     "trust_targets",
     "verify_certs",
     "write_chains",

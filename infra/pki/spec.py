@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -114,17 +115,21 @@ def registry_hosts(config: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def ingress_hosts(config: Config) -> tuple[str, ...]:
-    """The wildcard and the bare domain, plus every routed host name from the catalogue.
+def routed_hosts(catalogue: Any) -> tuple[str, ...]:
+    """Every host name the (resolved) catalogue routes: what the ingress certificate names."""
+    from .. import catalogue as cat
+
+    return tuple(sorted({route.host for _, _, route in cat.all_routes(catalogue)}))
+
+
+def ingress_hosts(config: Config, routed: Sequence[str]) -> tuple[str, ...]:
+    """The wildcard and the bare domain, plus every routed host name (``routed``: from the
+    catalogue the caller has loaded; ``routed_hosts``).
 
     The routed names are listed one by one because TLS clients (OpenSSL, browsers) refuse a
     wildcard directly under a top-level name such as ``*.localhost``, the default domain.
     """
-    from .. import catalogue as cat
-
-    resolved = cat.resolve(cat.load_raw(cat.stacks_dir(config.project_root)), config.public)
-    routed = sorted({route.host for _, _, route in cat.all_routes(resolved)})
-    names = [f"*.{config['DOMAIN']}", config["DOMAIN"], *routed]
+    names = [f"*.{config['DOMAIN']}", config["DOMAIN"], *sorted(routed)]
     return tuple(dict.fromkeys(names))
 
 
@@ -148,8 +153,16 @@ def parse_duration(value: str) -> timedelta | None:
     return total if total > timedelta(0) else None
 
 
-def pki_spec(config: Config) -> PkiSpec:
-    """Validate the certificate settings; ConfigError names every bad key and its fix."""
+def pki_spec(config: Config, routed: Sequence[str] | None = None) -> PkiSpec:
+    """Validate the certificate settings; ConfigError names every bad key and its fix.
+
+    ``routed``: the host names the loaded catalogue routes (``routed_hosts``); a caller without
+    a catalogue leaves it out and it is read from the stacks folder."""
+    if routed is None:
+        from .. import catalogue as cat
+
+        routed = routed_hosts(cat.resolve(cat.load_raw(cat.stacks_dir(config.project_root)),
+                                          config.public))
     problems: list[Problem] = []
     algo = config["CA_KEY_ALGO"].strip().lower()
     size_text = config["CA_KEY_SIZE"].strip()
@@ -178,7 +191,7 @@ def pki_spec(config: Config) -> PkiSpec:
         LeafSpec("registry-server", "server", "registry.json", registry),
         LeafSpec("registry-client", "client", "registry.json", registry),
         LeafSpec("registry-peer", "peer", "registry.json", registry),
-        LeafSpec("ingress", "server", "ingress.json", ingress_hosts(config)),
+        LeafSpec("ingress", "server", "ingress.json", ingress_hosts(config, routed)),
     )
     return PkiSpec(certs_dir, algo, int(size_text), lifetimes["CERT_EXPIRY"] or timedelta(0),
                    int(renew), leaves)
@@ -200,7 +213,7 @@ def render_cfssl_files(config: Config, spec: PkiSpec,
                   "L": config["CA_LOCALITY"], "O": config["CA_ORGANIZATION"],
                   "OU": config["CA_UNIT"]},
         "registry_hosts": list(registry_hosts(config)),
-        "ingress_hosts": list(ingress_hosts(config)),
+        "ingress_hosts": list(spec.leaf("ingress").hosts),
     }
     rendered = {}
     for template in sorted(templates_dir.glob("*.json.j2")):

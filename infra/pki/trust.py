@@ -35,6 +35,8 @@ def trust_targets(addresses: Iterable[str], rootless: bool, home: str,
 def apply_trust(c: Any, targets: Sequence[TrustTarget], pem: str,
                 dry: bool = False) -> list[TrustResult]:
     """Install the root certificate at each target through ``c`` (works over Fabric too)."""
+    from ..host.remote import put_text
+
     as_root = c.run("id -u", hide=True).stdout.strip() == "0"
     results = []
     for target in targets:
@@ -42,12 +44,8 @@ def apply_trust(c: Any, targets: Sequence[TrustTarget], pem: str,
         path = shlex.quote(target.path)
         current = run(f"cat {path}", hide=True, warn=True)
         changed = not (current.ok and current.stdout == pem)
-        if changed and not dry:
-            folder = shlex.quote(target.path.rsplit("/", 1)[0])
-            tmp = shlex.quote(f"{target.path}.tmp")
-            script = (f"mkdir -p {folder} && printf %s {shlex.quote(pem)} > {tmp} "
-                      f"&& chmod 0644 {tmp} && mv -f {tmp} {path}")
-            run(f"sh -c {shlex.quote(script)}", hide=True)
+        if changed and not dry:  # the one atomic write every host step uses
+            put_text(c, target.path, pem, 0o644, sudo=target.privileged and not as_root)
         results.append(TrustResult(target, changed))
     return results
 
