@@ -74,6 +74,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
     from infra.events import Events
     from infra.interrupt import Interrupted, Report, current
 
+    _on_this_machine(c, "up")
     project = load(profile, write=not dry)
     out = console()
     from infra.bringup.certificates import ensure_certificates
@@ -149,6 +150,16 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
         for line in failure.lines:  # whole lines: a cause is never cut or re-wrapped
             out.print(line, markup=False, highlight=False, soft_wrap=True)
         raise Exit(failure.final, code=1)
+
+
+def _on_this_machine(c: Any, task: str) -> None:
+    """`fab -H box up` would render here and hand the host compose files it does not have:
+    bringing stacks up on a host is `deploy` (render for that host, upload, bring up there)."""
+    host = getattr(c, "host", None)
+    if host:
+        raise Exit(f"error: {task} works on this machine's engine; for {host} run "
+                   f"`fab -H {host} deploy` (or `invoke deploy --host {host}`), which renders "
+                   "for the host, uploads what changed and brings its stacks up there", code=2)
 
 
 def _exit_interrupted(report: Any, signum: int) -> None:
@@ -416,6 +427,7 @@ def pull(c, stack=None, profile=""):
     """Pull the stacks' images (through IMAGE_MIRROR when it is set)."""
     from infra.bringup import session
 
+    _on_this_machine(c, "pull")
     project = load(profile)
     names = _selected(project, stack)
     from infra.interrupt import current, track

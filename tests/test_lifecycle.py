@@ -46,3 +46,18 @@ def test_an_unknown_stack_is_named_with_the_choices(env_dir: Path, tmp_path: Pat
     result = run("up", "--stack", "nope", "--dry", env_dir=env_dir, tmp_path=tmp_path)
     assert result.returncode != 0
     assert "unknown stack 'nope'" in result.stderr and "traefik" in result.stderr
+
+
+def test_up_through_fab_on_a_host_points_to_deploy() -> None:
+    """`fab -H box up` would hand the host compose files rendered here: refused, with the
+    command that does it (deploy)."""
+    from fabric import Connection
+    from invoke import Exit
+
+    from tasks.lifecycle import pull, up
+
+    for task in (up, pull):
+        with pytest.raises(Exit) as refused:
+            task(Connection("media-box"))
+        assert refused.value.code == 2
+        assert "fab -H media-box deploy" in str(refused.value.message)
