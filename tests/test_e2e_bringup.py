@@ -470,11 +470,14 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
     saved = subprocess.run(["docker", "save", "stackyard-test/broken-minio:1"],
                            capture_output=True, check=True).stdout
     subprocess.run([*lab.engine.cli, "load"], input=saved, capture_output=True, check=True)
-    lab.docker("tag", "stackyard-test/broken-minio:1", spec.reference)
+    # under a tag of its own (MINIO_IMAGE for this run only): nothing that pulls or tags the
+    # mirror's MinIO meanwhile can swap the broken image back for the good one
+    broken_pin = lab.project.config["MINIO_IMAGE"] + "-broken"
+    lab.docker("tag", "stackyard-test/broken-minio:1", mirror_image(broken_pin, lab.mirror))
     try:
         down = lab.invoke("down", "--stack", "monitoring", "--stack", "minio")
         assert down.returncode == 0, down.stderr
-        result = lab.invoke("up", "--timeout", "20")
+        result = lab.invoke("up", "--timeout", "20", env={"MINIO_IMAGE": broken_pin})
         assert result.returncode != 0
         text = result.stdout + result.stderr
         # one block: the unhealthy service once, with its health output and log tail once,
@@ -489,7 +492,7 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
         assert not any(project == "monitoring" for project, _ in containers)
         assert containers[("traefik", "traefik")]["state"] == "running"  # stays up
     finally:
-        lab.docker("pull", spec.reference)
+        lab.docker("rmi", mirror_image(broken_pin, lab.mirror), check=False)
     healed = lab.invoke("up")
     assert healed.returncode == 0, healed.stdout[-4000:]
 
