@@ -521,3 +521,16 @@ def test_a_key_copy_that_cannot_be_written_fails_the_step(tmp_path: Path) -> Non
     original.write_text("NEW\n")
     failed = run()  # its folder cannot be made: the step fails, it does not pass over it
     assert failed.returncode == 4 and "failed-key keys/zot/zot/k.pem" in failed.stdout
+
+
+def test_what_a_stack_is_on_is_what_it_waits_for_longest() -> None:
+    progress = schedule.Progress()
+    progress.set("monitoring", schedule.STARTING)
+    progress.service("monitoring", "mimir-1", "waiting for health", "waiting for health")
+    time.sleep(0.01)
+    progress.service("monitoring", "loki", "started", "started")
+    assert progress.doing("monitoring").startswith("mimir-1: waiting for health (")
+    progress.service("monitoring", "mimir-1", "healthy", "healthy")
+    assert progress.doing("monitoring").startswith("loki: started (")
+    progress.set("monitoring", schedule.HEALTHY)
+    assert progress.doing("monitoring") == ""

@@ -346,13 +346,17 @@ def test_on_a_terminal_the_live_view_shows_the_waiting_service_and_its_time(lab:
         e2e.wait_for_event(events, lambda e: e.get("event") == "service"
                            and e.get("stack") == "monitoring"
                            and e.get("state") == "waiting for health")
-        time.sleep(1.2)  # the view redraws four times a second; the elapsed time ticks
-        pane = subprocess.run([tmux, "capture-pane", "-p", "-t", session],
-                              capture_output=True, text=True, check=True).stdout
-        row = next((line for line in pane.splitlines() if line.lstrip().startswith(
-            "monitoring") and "starting" in line), "")
-        assert re.search(r"starting\s+\d+\.\ds\s+[\w-]+: waiting for health.*\(\d+s\)", row), \
-            pane
+        wanted = re.compile(r"starting\s+\d+\.\ds\s+[\w-]+: waiting for health.*\(\d+s\)")
+        pane, row = "", ""
+        for _ in range(25):  # the view redraws four times a second
+            time.sleep(0.2)
+            pane = subprocess.run([tmux, "capture-pane", "-p", "-t", session],
+                                  capture_output=True, text=True, check=True).stdout
+            row = next((line for line in pane.splitlines() if line.lstrip().startswith(
+                "monitoring") and "starting" in line), "")
+            if wanted.search(row):
+                break
+        assert wanted.search(row), pane
         e2e.wait_for_event(events, lambda e: e.get("event") == "done", timeout=600)
         done = json.loads(events.read_text().splitlines()[-1])
         assert done["ok"] is True and set(done["stacks"].values()) <= {"healthy", "unchanged"}

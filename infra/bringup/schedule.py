@@ -84,7 +84,8 @@ class Progress:
             self.service_listener(stack, service, state, detail)
 
     def doing(self, stack: str) -> str:
-        """What a stack being brought up is on: its latest service not yet done."""
+        """What a stack being brought up is on: the service it has waited on longest for
+        health (what holds it up), else its latest service not yet done."""
         now = time.monotonic()
         with self.lock:
             if self.states.get(stack) != STARTING:
@@ -94,7 +95,8 @@ class Progress:
                     if state not in ("healthy", "running", "exited", "pulled")]
         if not busy:
             return ""
-        since, service, detail = max(busy)
+        waiting = [item for item in busy if item[2].startswith("waiting for health")]
+        since, service, detail = min(waiting) if waiting else max(busy)
         return f"{service}: {detail} ({now - since:.0f}s)"
 
     def snapshot(self) -> list[tuple[str, str, float]]:
