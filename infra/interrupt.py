@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal
-_state = threading.local()
 
 
 class Interrupted(Exception):

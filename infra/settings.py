@@ -205,9 +205,12 @@ def _url(value: str) -> tuple[str, str] | None:
     return f"{value!r} is not an http(s) URL", "use e.g. https://host:port/path"
 
 
+GROUP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")  # no quote: safe in JMESPath
+
+
 def _groups(value: str) -> tuple[str, str] | None:
     names = [n.strip() for n in value.split(",")]
-    if all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}", n) for n in names):
+    if all(GROUP_NAME_RE.fullmatch(n) for n in names):
         return None
     return (f"{value!r} is not a comma-separated list of group names",
             "names of letters, digits, space and _ . - (e.g. admins,family)")

@@ -42,7 +42,6 @@ OIDC_SCOPES = ("openid", "email", "profile")
 # makes a fresh install independent of the order Authentik discovers files in
 DEFAULT_BLUEPRINTS = ("Default - Provider authorization flow (implicit consent)",
                       "Default - Provider invalidation flow")
-GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,10 @@ def secret_files(catalogue: Catalogue, service: Service) -> dict[str, str]:
 
 def access_groups(value: str) -> list[str]:
     """SSO_GROUPS as a list; the first gets the bootstrap admin."""
+    from .settings import GROUP_NAME_RE  # the setting's own rule
+
     groups = [g.strip() for g in value.split(",")]
-    bad = [g for g in groups if not GROUP_RE.fullmatch(g)]
+    bad = [g for g in groups if not GROUP_NAME_RE.fullmatch(g)]
     if not value.strip() or bad:
         raise ConfigError(Problem(
             f"SSO_GROUPS names no valid group ({', '.join(map(repr, bad)) or 'empty'})",

@@ -160,3 +160,53 @@ def console() -> Console:
     from rich.console import Console  # imported on first print: keeps `invoke --list` fast
 
     return Console(highlight=False)
+
+
+class LiveView:
+    """A rich Live view redrawn four times a second from ``table()`` (the subclass's), for
+    long work on a terminal (up, deploy)."""
+
+    def table(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        import threading
+
+        from rich.live import Live
+
+        self.stop = threading.Event()
+        self.live = Live(self.table(), console=console(), refresh_per_second=4)
+        self.live.__enter__()
+
+        def refresh() -> None:
+            while not self.stop.wait(0.25):
+                self.live.update(self.table())
+
+        self.thread = threading.Thread(target=refresh, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.live.update(self.table())
+        self.live.__exit__(*exc)
+
+
+def exit_interrupted(report: Any, signum: int) -> None:
+    """Print where an interrupted run stopped, and leave now: threads still stopping (a
+    command that had not yet seen the signal) are not waited for."""
+    import os
+    import sys
+    import threading
+
+    from infra.interrupt import EXIT_CODES
+
+    for line in report.lines(signum):
+        console().print(line, markup=False, highlight=False)
+    code = EXIT_CODES.get(signum, 130)
+    if threading.active_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise Exit(code=code)

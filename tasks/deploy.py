@@ -11,7 +11,7 @@ from typing import Any
 
 from invoke import Exit
 
-from ._common import console, infra_task, load
+from ._common import LiveView, console, exit_interrupted, infra_task, load
 
 ROOT_TASKS: list = []
 
@@ -98,24 +98,18 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
             results = run.deploy_all(targets, per_target, project, options, say)
     else:
         results = run.deploy_all(targets, per_target, project, options, say)
-    stream.emit("done", ok=not [r for r in results if not r.ok],  # `all` is a flag here
-                hosts={r.host: {"result": r.result, "reason": r.reason} for r in results})
-    stream.close()
-    _print_summary(results)
     from infra.interrupt import current
 
     cancel = current()
     if cancel.is_set():
-        from infra.interrupt import Report
-
-        from .lifecycle import _exit_interrupted
-
-        finished = tuple(f"{r.host} ({r.result})" for r in results
-                         if r.result not in (summary.INTERRUPTED, summary.NOT_STARTED))
-        cut = tuple(f"{r.host} ({r.reason})" for r in results
-                    if r.result == summary.INTERRUPTED)
-        never = tuple(r.host for r in results if r.result == summary.NOT_STARTED)
-        _exit_interrupted(Report(finished, cut, never), cancel.signum)
+        interrupted = summary.interruption_report(results)
+        stream.emit(**interrupted.as_event(cancel.signum))
+        _print_summary(results)
+        exit_interrupted(interrupted, cancel.signum)
+    stream.emit("done", ok=not [r for r in results if not r.ok],  # `all` is a flag here
+                hosts={r.host: {"result": r.result, "reason": r.reason} for r in results})
+    stream.close()
+    _print_summary(results)
     code = summary.exit_code(results)
     if code:
         failed = [r for r in results if not r.ok]
@@ -124,21 +118,18 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
                    + "\n".join(f"{r.host}: {r.reason}" for r in failed), code=code)
 
 
-class _HostsView:
+class _HostsView(LiveView):
     """A terminal's live view of a deploy: a section per host (its last step), its stacks
     with their state and time, and what each is on (a service and what it waits for)."""
 
     def __init__(self) -> None:
-        import threading
-
         self.hosts: dict[str, Any] = {}  # host -> schedule.Progress
         self.notes: dict[str, str] = {}
-        self.stop = threading.Event()
 
     def note(self, host: str, message: str) -> None:
         self.notes[host] = message
 
-    def _table(self) -> Any:
+    def table(self) -> Any:
         from rich.markup import escape
         from rich.table import Table
 
@@ -153,28 +144,6 @@ class _HostsView:
                 table.add_row(f"  {escape(stack)}", escape(state), f"{elapsed:5.1f}s",
                               f"[dim]{escape(progress.doing(stack))}[/dim]")
         return table
-
-    def __enter__(self) -> _HostsView:
-        import threading
-
-        from rich.live import Live
-
-        self.live = Live(self._table(), console=console(), refresh_per_second=4)
-        self.live.__enter__()
-
-        def refresh() -> None:
-            while not self.stop.wait(0.25):
-                self.live.update(self._table())
-
-        self.thread = threading.Thread(target=refresh, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.live.update(self._table())
-        self.live.__exit__(*exc)
 
 
 def _print_summary(results: list[Any]) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
 
-from ._common import console, infra_task, load
+from ._common import LiveView, console, exit_interrupted, infra_task, load
 
 if TYPE_CHECKING:
     from infra.bringup.plan import UpPlan
@@ -137,7 +137,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
 
         interrupted = interruption_report(outcomes)
         stream.emit(**interrupted.as_event(cancel.signum))
-        _exit_interrupted(interrupted, cancel.signum)
+        exit_interrupted(interrupted, cancel.signum)
     failure = report.failure_report(outcomes)
     stream.emit("done", ok=all(o.ok for o in outcomes.values()),
                 stacks={n: o.status for n, o in outcomes.items()},
@@ -160,24 +160,6 @@ def _on_this_machine(c: Any, task: str) -> None:
         raise Exit(f"error: {task} works on this machine's engine; for {host} run "
                    f"`fab -H {host} deploy` (or `invoke deploy --host {host}`), which renders "
                    "for the host, uploads what changed and brings its stacks up there", code=2)
-
-
-def _exit_interrupted(report: Any, signum: int) -> None:
-    """Print where an interrupted run stopped, and leave now: threads still stopping (a
-    command that had not yet seen the signal) are not waited for."""
-    import os
-    import sys
-
-    from infra.interrupt import EXIT_CODES
-
-    for line in report.lines(signum):
-        console().print(line, markup=False, highlight=False)
-    code = EXIT_CODES.get(signum, 130)
-    if threading.active_count() > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    raise Exit(code=code)
 
 
 def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
@@ -227,47 +209,24 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
         return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
 
 
-class _live:
-    """rich Live view: one line per stack with its state and elapsed time."""
+class _live(LiveView):
+    """One line per stack: its state, elapsed time, and what it is on."""
 
     def __init__(self, progress: Any):
         self.progress = progress
-        self.stop = threading.Event()
 
-    def _table(self) -> Any:
+    def table(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         colours = {"healthy": "green", "unchanged": "green", "failed": "red", "blocked": "red",
                    "not started": "yellow", "starting": "cyan", "interrupted": "yellow"}
-        from rich.markup import escape
-
         table = Table(box=None, show_header=False)
         for stack, state, elapsed in self.progress.snapshot():
             colour = colours.get(state, "dim")
             table.add_row(stack, f"[{colour}]{state}[/{colour}]", f"{elapsed:5.1f}s",
                           f"[dim]{escape(self.progress.doing(stack))}[/dim]")
         return table
-
-    def __enter__(self) -> _live:
-        from rich.live import Live
-
-        self.live = Live(self._table(), console=console(), refresh_per_second=4,
-                         transient=False)
-        self.live.__enter__()
-
-        def refresh() -> None:
-            while not self.stop.wait(0.25):
-                self.live.update(self._table())
-
-        self.thread = threading.Thread(target=refresh, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.live.update(self._table())
-        self.live.__exit__(*exc)
 
 
 def _print_urls(project: Project, names: list[str], statuses: dict[str, str]) -> None:

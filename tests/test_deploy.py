@@ -291,7 +291,7 @@ def test_the_deploy_view_has_a_section_per_host_with_what_each_stack_is_on() -> 
     progress.set("zot", schedule.STARTING)
     progress.service("zot", "zot", "waiting for health", "waiting for health")
     console = Console(record=True, width=120)
-    console.print(view._table())
+    console.print(view.table())
     text = console.export_text()
     assert "h1" in text and "uploaded 3 file(s)" in text and "h2" in text
     assert "zot: waiting for health (0s)" in text and "starting" in text

@@ -40,11 +40,16 @@ def test_containers_move_through_their_states_once_each() -> None:
 
 
 def test_what_the_stack_waits_on_names_the_service_and_the_last_check() -> None:
-    sink = ComposeProgress("mon")
+    from infra.bringup import schedule
+
+    progress = schedule.Progress()
+    progress.set("mon", schedule.STARTING)
+    sink = ComposeProgress("mon", lambda *change: progress.service("mon", *change))
     sink.write('{"id":"Container mon-grafana-1","status":"Waiting"}\n')
     sink.note_health("grafana", "wget: server returned error: HTTP/1.1 503\n")
+    progress.service("mon", "grafana", "waiting for health", sink.services["grafana"].detail())
     assert sink.waiting_for_health() == ["grafana"]
-    assert sink.current().startswith(
+    assert progress.doing("mon").startswith(
         "grafana: waiting for health (last check: wget: server returned error: HTTP/1.1 503)")
 
 

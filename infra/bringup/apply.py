@@ -36,7 +36,7 @@ from .probes import (
     tls_checks,
     tls_probe_command,
 )
-from .progress import ComposeProgress, last_health_output, plain_text
+from .progress import WAITING_FOR_HEALTH, ComposeProgress, last_health_output, plain_text
 from .schedule import FAILED, HEALTHY, INTERRUPTED, UNCHANGED, ServiceFailure, StackOutcome
 
 LOG_TAIL = 30
@@ -301,8 +301,7 @@ def _compose_up(c: Any, target: cmd.ComposeTarget, services: Sequence[str], wait
                 output = last_health_output(answer.stdout) if answer.ok else ""
                 if output:
                     sink.note_health(service, output)
-                    on_service(service, "waiting for health",
-                               sink.services[service].detail())
+                    on_service(service, WAITING_FOR_HEALTH, sink.services[service].detail())
 
     watcher = threading.Thread(target=watch_health, daemon=True)
     watcher.start()

@@ -25,7 +25,8 @@ CONTAINER_STATES = {
     "Waiting": "waiting for health", "Healthy": "healthy", "Running": "running",
     "Exited": "exited", "Stopping": "stopping", "Stopped": "stopped", "Error": "error",
 }
-FINAL = {"healthy", "running", "exited", "error", "pulled"}
+WAITING_FOR_HEALTH = "waiting for health"
+FINAL = {"healthy", "running", "exited", "error", "pulled"}  # a service done, one way or another
 
 
 @dataclass
@@ -42,7 +43,7 @@ class ServiceProgress:
             total = sum(t for _, t, _ in self.layers.values())
             size = f", {current / 1e6:.1f}/{total / 1e6:.1f} MB" if total else ""
             return f"pulling {done}/{len(self.layers)} layers{size}"
-        if self.state == "waiting for health" and self.health:
+        if self.state == WAITING_FOR_HEALTH and self.health:
             return f"waiting for health (last check: {self.health})"
         return self.state
 
@@ -127,7 +128,7 @@ class ComposeProgress:
             if progress.state == state:
                 return
             progress.state, progress.since = state, time.monotonic()
-            if state != "waiting for health":
+            if state != WAITING_FOR_HEALTH:
                 progress.health = ""
             detail = progress.detail()
         self.on_change(service, state, detail)
@@ -140,16 +141,7 @@ class ComposeProgress:
 
     def waiting_for_health(self) -> list[str]:
         with self.lock:
-            return [s for s, p in self.services.items() if p.state == "waiting for health"]
-
-    def current(self) -> str:
-        """What the stack is on: the most recent service not yet done, and how long."""
-        with self.lock:
-            busy = [(p.since, s, p) for s, p in self.services.items() if p.state not in FINAL]
-        if not busy:
-            return ""
-        since, service, progress = max(busy)
-        return f"{service}: {progress.detail()} ({time.monotonic() - since:.0f}s)"
+            return [s for s, p in self.services.items() if p.state == WAITING_FOR_HEALTH]
 
 
 def plain_text(stderr: str) -> str:

@@ -86,17 +86,18 @@ class Progress:
     def doing(self, stack: str) -> str:
         """What a stack being brought up is on: the service it has waited on longest for
         health (what holds it up), else its latest service not yet done."""
+        from .progress import FINAL, WAITING_FOR_HEALTH
+
         now = time.monotonic()
         with self.lock:
             if self.states.get(stack) != STARTING:
                 return ""
-            busy = [(since, service, detail) for service, (state, detail, since)
-                    in self.services.get(stack, {}).items()
-                    if state not in ("healthy", "running", "exited", "pulled")]
+            busy = [(since, service, state, detail) for service, (state, detail, since)
+                    in self.services.get(stack, {}).items() if state not in FINAL]
         if not busy:
             return ""
-        waiting = [item for item in busy if item[2].startswith("waiting for health")]
-        since, service, detail = min(waiting) if waiting else max(busy)
+        waiting = [item for item in busy if item[2] == WAITING_FOR_HEALTH]
+        since, service, _, detail = min(waiting) if waiting else max(busy)
         return f"{service}: {detail} ({now - since:.0f}s)"
 
     def snapshot(self) -> list[tuple[str, str, float]]:

@@ -6,6 +6,7 @@ import errno
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 OK, UNCHANGED, FAILED = "deployed", "unchanged", "failed"
 INTERRUPTED, NOT_STARTED = "interrupted", "not started"
@@ -77,3 +78,13 @@ def rows(results: Sequence[HostResult]) -> list[tuple[str, ...]]:
 
 def exit_code(results: Sequence[HostResult]) -> int:
     return 0 if all(r.ok for r in results) else 1
+
+
+def interruption_report(results: Sequence[HostResult]) -> Any:
+    """Which hosts finished, which were cut off (and in which step), which never started."""
+    from ..interrupt import Report
+
+    return Report(tuple(f"{r.host} ({r.result})" for r in results
+                        if r.result not in (INTERRUPTED, NOT_STARTED)),
+                  tuple(f"{r.host} ({r.reason})" for r in results if r.result == INTERRUPTED),
+                  tuple(r.host for r in results if r.result == NOT_STARTED))
