@@ -65,23 +65,30 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
 
         @functools.wraps(body)
         def run(c: Any, *a: Any, **kw: Any) -> Any:
-            from infra.interrupt import Interrupted, handling
+            from infra.interrupt import handling
 
             _invoke_dry_is_our_dry(c, kw, "dry" in parameters, body.__name__)
             token = None
+            cancellation = None
             try:
                 with handling(raise_in_main=interrupts == "raise") as cancellation:
                     host = _inventory_host(c)
                     if host:  # `fab -H <inventory name> task`: that host's settings
                         token = _ENVIRON.set(_host_environ(c, host, kw.get("profile", "")))
                     return body(c, *a, **kw)
-            except Interrupted as exc:
-                report = getattr(exc, "report", None) or (
-                    cancellation.steps.report() if cancellation.steps else None)
-                lines = report.lines(exc.signum) if report else _interrupted_lines(exc)
-                raise Exit("\n".join(lines), code=exc.exit_code) from None
-            except InfraError as exc:
-                raise Exit(f"error: {exc}", code=exc.exit_code) from None
+            except Exit:
+                raise  # the task's own ending (its report, its code)
+            except Exception as exc:
+                interrupted = _interruption_behind(exc, cancellation)
+                if interrupted is None:
+                    if isinstance(exc, InfraError):
+                        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+                    raise
+                report = getattr(interrupted, "report", None) or (
+                    cancellation.steps.report() if cancellation and cancellation.steps else None)
+                lines = (report.lines(interrupted.signum) if report
+                         else _interrupted_lines(interrupted))
+                raise Exit("\n".join(lines), code=interrupted.exit_code) from None
             finally:
                 if token is not None:
                     _ENVIRON.reset(token)
@@ -108,6 +115,26 @@ def _invoke_dry_is_our_dry(c: Any, kw: dict[str, Any], has_dry: bool, name: str)
                    "that has one (up, down, render, deploy, certs, host.*)", code=2)
     kw["dry"] = True
     run_config.dry = False  # the dry run reads the engine's real state
+
+
+def _interruption_behind(exc: BaseException, cancellation: Any) -> Any:
+    """The Interrupted this exception is, or was raised while unwinding from (None: none).
+
+    The signal handler raises wherever the main thread is; inside a library's own cleanup
+    (invoke's runner stops a command it had not finished setting up) that cleanup can fail
+    in turn, and its error, not ours, reaches here: still an interruption, not a crash."""
+    from infra.interrupt import Interrupted
+
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            break
+        if isinstance(seen, Interrupted):
+            return seen
+        seen = seen.__context__ or seen.__cause__
+    if cancellation is not None and cancellation.is_set():
+        return Interrupted(cancellation.signum or 2)
+    return None
 
 
 def _interrupted_lines(exc: Any) -> list[str]:
