@@ -33,6 +33,7 @@ def secret_env_file(service: Service) -> str:
     return f"secrets/{service.name}.env"
 
 
+COMPOSE_FILE = "compose.yaml"  # each stack's compose file in its rendered folder
 CONTAINER_SECRETS = "secrets/files"
 
 

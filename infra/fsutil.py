@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 LOCK_FILE = ".stackyard.lock"
@@ -58,6 +58,11 @@ def _forget_stale_temp_files(path: Path) -> None:
 
 def sha256_hex(data: str | bytes) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def combined_digest(hashes: Mapping[str, str]) -> str:
+    """The one digest of a stack: over its parts' names and hashes (path -> sha256)."""
+    return sha256_hex("".join(f"{name}\0{digest}\n" for name, digest in sorted(hashes.items())))
 
 
 @contextlib.contextmanager

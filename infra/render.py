@@ -17,17 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 from . import catalogue as cat
 from . import sso
-from .compose import CONTAINER_SECRETS, compose_document, container_secret_file, secret_env_file
+from .compose import (
+    COMPOSE_FILE,
+    CONTAINER_SECRETS,
+    compose_document,
+    container_secret_file,
+    secret_env_file,
+)
 from .envfile import format_env
 from .errors import ConfigError, Problem
-from .fsutil import LOCK_FILE, atomic_write, locked, sha256_hex
+from .fsutil import LOCK_FILE, atomic_write, combined_digest, locked, sha256_hex
 from .mirror import mirrored_registries
 
 if TYPE_CHECKING:
     from .config import Config
     from .project import Project
 
-COMPOSE_FILE = "compose.yaml"
 PUBLIC_MODE = 0o644
 SECRET_MODE = 0o600
 # a secret a container reads from a file: readable by whichever uid the container runs as,
@@ -180,8 +185,8 @@ def render_stack(stack: cat.Stack, catalogue: cat.Catalogue, config: Config) -> 
 
 
 def digest_of(files: dict[str, str]) -> str:
-    return sha256_hex("".join(f"{path}\0{sha256_hex(text)}\n"
-                              for path, text in sorted(files.items())))
+    """The stack's digest as the bring-up records it (bringup.session.prepared_stack)."""
+    return combined_digest({path: sha256_hex(text) for path, text in files.items()})
 
 
 def file_mode(relative: str) -> int:

@@ -20,7 +20,7 @@ def check(c, stack=None, routes=True, timeout=20, json=False, profile=""):
 
     from infra import checks
     from infra.bringup import facts, probes, report
-    from infra.bringup.session import mirrored
+    from infra.bringup.session import helper_image
     from infra.pki import cert_paths
 
     project = load(profile, write=False)
@@ -30,7 +30,7 @@ def check(c, stack=None, routes=True, timeout=20, json=False, profile=""):
     containers = facts.containers_by_project(facts.read_containers(c))
     rows = report.status_rows(catalogue, names, containers, https_port)
     running = {row.service for row in rows if row.state == "running"}
-    helper = mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))
+    helper = helper_image(config)
     probe_results = []
     for name in names:
         wanted = [s.name for s in catalogue[name].services if s.name in running]

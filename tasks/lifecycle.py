@@ -6,8 +6,8 @@ goes through ``c.run`` (docker / docker compose CLI).
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit
@@ -15,7 +15,7 @@ from invoke import Collection, Exit
 from ._common import LiveView, console, exit_interrupted, infra_task, load
 
 if TYPE_CHECKING:
-    from infra.bringup.plan import UpPlan
+    from infra.bringup.run import Job, Planned
     from infra.project import Project
 
 STACK_HELP = "stack to act on (repeatable); default: every stack"
@@ -24,14 +24,10 @@ DRY_HELP = "print the plan (what would be created, fixed, started or stopped); t
 ROOT_TASKS: list = []
 
 
-def _timeout(project: Project, timeout: int) -> int:
-    return int(timeout or project.config["HEALTH_TIMEOUT"])
-
-
 def _helper_image(project: Project) -> str:
-    from infra.bringup.session import mirrored
+    from infra.bringup.session import helper_image
 
-    return mirrored(project.config["HELPER_IMAGE"], project.config.get("IMAGE_MIRROR"))
+    return helper_image(project.config)
 
 
 def _engine_host(c: Any) -> Any:
@@ -40,20 +36,15 @@ def _engine_host(c: Any) -> Any:
     return read_engine_host(c)
 
 
-def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool
-             ) -> tuple[list[str], dict[str, Any], UpPlan, dict[str, str]]:
-    """Stacks, their rendered files, the plan, and the engine's networks (name -> ID)."""
-    from infra.bringup import facts, plan, session, state
+def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool,
+             timeout: int = 0, jobs: int = 4) -> tuple[Job, Planned]:
+    """The run (stacks rendered, written unless dry) and its plan against the engine."""
+    from infra.bringup import plan, session
+    from infra.bringup.run import Job, plan_run
 
     names = plan.select_stacks(project.catalogue, stack, no_deps)
-    prepared = session.prepare_stacks(project, names, write=not dry)
-    containers, networks = facts.read_engine_state(c)
-    up_plan = plan.plan_up(project.catalogue, names,
-                           {n: p.digest for n, p in prepared.items()},
-                           {n: p.files for n, p in prepared.items()},
-                           state.load_state(project.config.build_dir),
-                           facts.containers_by_project(containers), networks)
-    return names, prepared, up_plan, networks
+    job = Job.of(project, session.prepare_stacks(project, names, write=not dry), timeout, jobs)
+    return job, plan_run(c, job)
 
 
 @infra_task(iterable=["stack"], help={
@@ -70,7 +61,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
 
     Ctrl-C or SIGTERM: nothing new starts, what runs stops, and it says what finished, what
     was cut off and what never started; the same command resumes (exit 130, or 143)."""
-    from infra.bringup import apply, report
+    from infra.bringup import report
     from infra.events import Events
     from infra.interrupt import Interrupted, Report, current
 
@@ -87,14 +78,14 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
         cert_steps = ensure_certificates(c, project, dry)
         cancel.check()
         stream.emit("step", step="plan", state="started")
-        names, prepared, up_plan, networks = _plan_up(c, project, stack or None, no_deps, dry)
+        job, planned = _plan_up(c, project, stack or None, no_deps, dry, timeout, jobs)
         cancel.check()
     except Interrupted as exc:
         exc.report = Report((), (), tuple(everything))  # type: ignore[attr-defined]
         stream.emit(**exc.report.as_event(exc.signum))  # type: ignore[attr-defined]
         raise
     config = project.config
-    helper = _helper_image(project)
+    names, up_plan = job.names, planned.up_plan
     if dry:
         lines = [f"would {line}" for line in cert_steps]
         lines += [f"would create network {n}" for n in up_plan.networks_to_create]
@@ -117,21 +108,8 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
         stream.emit("done", ok=True, stacks=dict.fromkeys(names, "unchanged"))
         _print_urls(project, names, {n: "unchanged" for n in names})
         return
-    try:
-        stream.emit("step", step="engine", state="started")
-        changes: list[str] = []
-        engine = apply.prepare_engine(c, project.catalogue, names, up_plan, networks, helper,
-                                      str(config.path("DATA_ROOT")), changes.append)
-        if changes:
-            out.print(report.prepared_summary(changes), markup=False, highlight=False)
-        cancel.check()
-    except Interrupted as exc:
-        exc.report = Report((), ("networks and volume ownership",),  # type: ignore[attr-defined]
-                            tuple(names))
-        stream.emit(**exc.report.as_event(exc.signum))  # type: ignore[attr-defined]
-        raise
-    outcomes = _run_bringup(c, project, up_plan, prepared, helper, _timeout(project, timeout),
-                            max(1, int(jobs)), engine, stream)
+    stream.emit("step", step="engine", state="started")
+    outcomes = _run_bringup(c, job, planned, stream)
     if cancel.is_set():
         from infra.bringup.schedule import interruption_report
 
@@ -162,30 +140,11 @@ def _on_this_machine(c: Any, task: str) -> None:
                    "for the host, uploads what changed and brings its stacks up there", code=2)
 
 
-def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, Any],
-                 helper: str, timeout: int, jobs: int, engine: Any, stream: Any
-                 ) -> dict[str, Any]:
-    from infra.bringup import apply, schedule, state
-
-    catalogue = project.catalogue
-    build_dir = project.config.build_dir
-    order = [n for layer in up_plan.layers for n in layer]
-    lock = threading.Lock()
-
-    def bring_up(name: str) -> schedule.StackOutcome:
-        def on_service(service: str, state_: str, detail: str) -> None:
-            progress.service(name, service, state_, detail)
-
-        outcome = apply.bring_up_stack(c, catalogue[name], prepared[name].target,
-                                       up_plan.steps[name], helper, timeout,
-                                       engine=engine,
-                                       mirror=project.config.get("IMAGE_MIRROR"),
-                                       on_service=on_service)
-        if outcome.status == schedule.HEALTHY:
-            with lock:
-                state.record_stack(build_dir, name, state.StackRecord(prepared[name].digest,
-                                                                      prepared[name].files))
-        return outcome
+def _run_bringup(c: Any, job: Job, planned: Planned, stream: Any) -> dict[str, Any]:
+    """The run with this terminal's view: live, or a plain line per change (CI, pipes)."""
+    from infra.bringup import report, schedule
+    from infra.bringup.run import apply_run
+    from infra.interrupt import Interrupted, Report
 
     out = console()
 
@@ -201,12 +160,20 @@ def _run_bringup(c: Any, project: Project, up_plan: UpPlan, prepared: dict[str, 
             out.print(f"{stack}/{service}: {detail}", markup=False, highlight=False,
                       soft_wrap=True)
 
+    changes: list[str] = []
     progress = schedule.Progress(listener=changed, service_listener=service_changed)
-    deps = {n: list(catalogue[n].depends_on) for n in order}
-    if not out.is_terminal:
-        return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
-    with _live(progress):
-        return schedule.run_in_order(order, deps, bring_up, progress, max_parallel=jobs)
+    try:
+        with _live(progress) if out.is_terminal else contextlib.nullcontext():
+            return apply_run(c, job, planned, progress, changes.append)
+    except Interrupted as exc:
+        if not progress.snapshot():  # before the first stack: while preparing the engine
+            exc.report = Report((), ("networks and volume ownership",),  # type: ignore[attr-defined]
+                                tuple(job.names))
+            stream.emit(**exc.report.as_event(exc.signum))  # type: ignore[attr-defined]
+        raise
+    finally:
+        if changes:
+            out.print(report.prepared_summary(changes), markup=False, highlight=False)
 
 
 class _live(LiveView):

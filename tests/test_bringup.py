@@ -20,6 +20,7 @@ from infra.bringup.apply import bring_up_stack
 from infra.bringup.commands import ComposeTarget
 from infra.bringup.session import prepare_stacks
 from infra.catalogue import networks
+from infra.fsutil import combined_digest
 from tests.conftest import require_program
 from tests.support.registry import free_port
 from tests.support.rendering import load
@@ -126,7 +127,7 @@ def test_a_changed_mounted_file_updates_only_its_stack_and_services(project  # t
                    if path == volume.source or path.startswith(volume.source + "/"))
     files = {n: dict(p.files) for n, p in prepared.items()}
     files[stack.name][changed] = "0" * 64
-    digests = {n: facts.combined_digest(f) for n, f in files.items()}
+    digests = {n: combined_digest(f) for n, f in files.items()}
     up = plan.plan_up(project.catalogue, names, digests, files, records,
                       _running(project, names), networks(project.catalogue))
     assert up.to_apply == [stack.name]

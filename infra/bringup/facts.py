@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import InfraError
-from ..fsutil import sha256_hex
 from . import commands as cmd
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -89,24 +87,6 @@ def containers_by_project(facts: Iterable[ContainerFact]) -> dict[str, list[Cont
     for fact in facts:
         grouped.setdefault(fact.project, []).append(fact)
     return grouped
-
-
-def file_digests(directory: Path) -> dict[str, str]:
-    """sha256 of every rendered file of a stack, keyed by path relative to its folder."""
-    digests: dict[str, str] = {}
-    if not directory.is_dir():
-        return digests
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            digests[path.relative_to(directory).as_posix()] = sha256_hex(path.read_bytes())
-    return digests
-
-
-def combined_digest(files: Mapping[str, str]) -> str:
-    return sha256_hex("".join(f"{name}\0{digest}\n" for name, digest in sorted(files.items())))
-
-
-# ---------------------------------------------------------------- reads through the context
 
 
 def parse_networks(text: str) -> dict[str, str]:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..fsutil import sha256_hex
+from ..compose import COMPOSE_FILE
+from ..fsutil import combined_digest, sha256_hex
 from .commands import ComposeTarget
-from .facts import combined_digest, file_digests
 from .ownership import keys_state
 from .plan import KEYS_STATE, project_name
 
@@ -31,25 +31,22 @@ def prepare_stacks(project: Project, names: Sequence[str], write: bool = True
     from ..render import render_stacks
 
     rendered = render_stacks(project, names=list(names), write=write)
-    prepared = {}
-    for name in names:
-        item = rendered[name]
-        files = _digests(item, write)
-        keys = keys_state(project.catalogue[name])
-        if keys:
-            files[KEYS_STATE] = keys
-        prepared[name] = PreparedStack(
-            name, ComposeTarget(project_name(name), Path(item.directory), Path(item.compose_file)),
-            files, combined_digest(files))
-    return prepared
+    return {name: prepared_stack(rendered[name], keys_state(project.catalogue[name]),
+                                 rendered[name].directory)
+            for name in names}
 
 
-def _digests(item: Any, written: bool) -> dict[str, str]:
-    """Hash what the renderer produced (relative path -> content), not what is on disk."""
-    contents = getattr(item, "files", None)
-    if isinstance(contents, Mapping) and contents:
-        return {str(k): sha256_hex(v) for k, v in contents.items()}
-    return file_digests(Path(item.directory))
+def prepared_stack(rendered: Any, keys: str, directory: str | Path) -> PreparedStack:
+    """A rendered stack as the bring-up sees it, its files in ``directory`` (here, or on a
+    deployed host): the hash of each file, its key files' state, and the one digest of
+    both that the run state records."""
+    files = {str(k): sha256_hex(v) for k, v in rendered.files.items()}
+    if keys:
+        files[KEYS_STATE] = keys
+    where = Path(directory)
+    return PreparedStack(rendered.name, ComposeTarget(project_name(rendered.name), where,
+                                                      where / COMPOSE_FILE),
+                         files, combined_digest(files))
 
 
 def mirrored(image: str, mirror: str) -> str:
@@ -58,3 +55,8 @@ def mirrored(image: str, mirror: str) -> str:
     from ..mirror import mirror_image
 
     return str(mirror_image(image, mirror))
+
+
+def helper_image(config: Any) -> str:
+    """The helper image the bring-up runs short jobs in, through IMAGE_MIRROR when set."""
+    return mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))

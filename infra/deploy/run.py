@@ -10,7 +10,6 @@ failure, from refused connections to an unhealthy service, ends as that host's r
 from __future__ import annotations
 
 import os
-import posixpath
 import shlex
 import threading
 import time
@@ -84,9 +83,9 @@ def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     begin = time.monotonic()
     stage = ["connecting"]
 
-    def step(name: str) -> None:
+    def step(name: str, check: bool = True) -> None:
         stage[0] = name
-        if cancelled():
+        if check and cancelled():
             raise _Stopped(name)
 
     try:
@@ -112,10 +111,11 @@ class _Stopped(Exception):
 
 def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
             options: DeployOptions, say: Say, begin: float,
-            step: Callable[[str], None] = lambda name: None) -> summary.HostResult:
-    from ..bringup import apply, facts, plan, schedule, session, state
-    from ..bringup.commands import ComposeTarget
+            step: Callable[..., None] = lambda name, check=True: None) -> summary.HostResult:
+    from ..bringup import schedule
     from ..bringup.ownership import keys_state
+    from ..bringup.run import Job, apply_run, plan_run
+    from ..bringup.session import prepared_stack
     from ..project import load_project
     from ..render import render_stacks
 
@@ -132,7 +132,6 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
                                base.config["DATA_ROOT"])
     step("rendering")
     project = load_project(options.profile or None, environ=environ, write=not options.dry)
-    config = project.config
     rendered = render_stacks(project, names=list(stacks), write=not options.dry)
     say(target.name, f"rendered {', '.join(stacks)} for {remote.root} "
                      f"({time.monotonic() - begin:.1f}s)")
@@ -169,64 +168,39 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         return local_certs / source.removeprefix(prefix) if source.startswith(prefix) \
             else Path(source)
 
-    key_states = {n: keys_state(project.catalogue[n], local) for n in stacks}
-    digests = {n: _sha(rendered[n].digest + key_states[n]) if key_states[n]
-               else rendered[n].digest for n in stacks}
-    stack_files = {n: {**{rel: _sha(text) for rel, text in rendered[n].files.items()},
-                       **({plan.KEYS_STATE: key_states[n]} if key_states[n] else {})}
-                   for n in stacks}
+    job = Job.of(project, {n: prepared_stack(rendered[n], keys_state(project.catalogue[n], local),
+                                             remote.stack_dir(n)) for n in stacks},
+                 options.timeout, options.jobs)
     step("reading the engine")
-    containers, networks = facts.read_engine_state(conn)
-    up_plan = plan.plan_up(project.catalogue, list(stacks), digests, stack_files,
-                           state.load_state(config.build_dir),
-                           facts.containers_by_project(containers), networks)
-    up_plan = _recreate_for_changed_files(up_plan, project.catalogue, uploaded, remote)
-    helper = session.mirrored(config["HELPER_IMAGE"], config.get("IMAGE_MIRROR"))
+    planned = plan_run(conn, job)
+    planned = replace(planned, up_plan=_recreate_for_changed_files(
+        planned.up_plan, project.catalogue, uploaded, remote))
     result_kwargs: dict[str, Any] = {"uploaded": uploaded, "deleted": tuple(transfer.delete)}
-    if up_plan.changes_nothing:
+    if planned.up_plan.changes_nothing:
         state_of = {n: schedule.UNCHANGED for n in stacks}
         outcome = summary.UNCHANGED if not uploaded and not transfer.delete else summary.OK
         return summary.HostResult(target.name, tuple(stacks), outcome,
                                   time.monotonic() - begin, stack_status=state_of,
                                   **result_kwargs)
-    step("creating networks and fixing ownership")
-    engine = apply.prepare_engine(conn, project.catalogue, stacks, up_plan, networks, helper,
-                                  str(config.path("DATA_ROOT")),
-                                  lambda line: say(target.name, line))
-    timeout = int(options.timeout or config["HEALTH_TIMEOUT"])
-    lock = threading.Lock()
+    for name in planned.order:
+        stack_step = planned.up_plan.steps[name]
+        say(target.name, f"{name}: {stack_step.action} ({stack_step.reason})")
     progress = (options.progress_for(target.name) if options.progress_for
                 else schedule.Progress())
+    step("creating networks and fixing ownership")
+    shown = progress.listener
 
-    def bring_up(name: str) -> Any:
-        directory = remote.stack_dir(name)
-        compose_target = ComposeTarget(plan.project_name(name), Path(directory),
-                                       Path(posixpath.join(directory, "compose.yaml")))
-        say(target.name, f"{name}: {up_plan.steps[name].action} "
-                         f"({up_plan.steps[name].reason})")
-        def on_service(service: str, state_: str, detail: str) -> None:
-            progress.service(name, service, state_, detail)
+    def stack_changed(stack: str, state_: str, elapsed: float) -> None:
+        if state_ == schedule.STARTING:  # the engine is prepared (a scheduler thread: no raise)
+            step("bringing up " + ", ".join(planned.order), check=False)
+        elif state_ != schedule.WAITING:
+            say(target.name, f"{stack}: {state_} ({time.monotonic() - begin:.1f}s)")
+        if shown:
+            shown(stack, state_, elapsed)
 
-        try:
-            outcome = apply.bring_up_stack(conn, project.catalogue[name], compose_target,
-                                           up_plan.steps[name], helper, timeout,
-                                           engine=engine, mirror=config.get("IMAGE_MIRROR"),
-                                           on_service=on_service)
-        except Exception as exc:  # the link, mostly: said as the deploy's other failures are
-            return schedule.StackOutcome(name, schedule.FAILED, time.monotonic() - begin,
-                                         summary.classify(exc))
-        say(target.name, f"{name}: {outcome.status} ({time.monotonic() - begin:.1f}s)")
-        if outcome.status == schedule.HEALTHY:
-            with lock:
-                state.record_stack(config.build_dir, name,
-                                   state.StackRecord(digests[name], stack_files[name]))
-        return outcome
-
-    order = [n for layer in up_plan.layers for n in layer]
-    deps = {n: list(project.catalogue[n].depends_on) for n in order}
-    step("bringing up " + ", ".join(order))
-    outcomes = schedule.run_in_order(order, deps, bring_up, progress,
-                                     max_parallel=options.jobs)
+    progress.listener = stack_changed
+    outcomes = apply_run(conn, job, planned, progress, lambda line: say(target.name, line),
+                         describe=summary.classify)
     interrupted = [n for n, o in outcomes.items() if o.status == schedule.INTERRUPTED]
     if interrupted:
         step(f"bringing up {', '.join(interrupted)}")
