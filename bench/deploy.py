@@ -89,7 +89,7 @@ OWN: dict[int, list[float]] = {1: [], 4: []}  # this process (render, SSH client
 def deploy(lab: hosts.Lab, workdir: Path, count: int) -> float:
     chosen = targets(lab, workdir, count)
     project = load_project("bench")
-    options = run.DeployOptions(profile="bench", environ=dict(os.environ))
+    options = run.DeployOptions()
     begin, cpu, own = time.perf_counter(), busy_seconds(), time.process_time()
     say("all", f"deploy to {count} host(s)")
     results = run.deploy_all(chosen, {t.name: [STACK] for t in chosen}, project, options,

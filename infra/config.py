@@ -1,8 +1,11 @@
-"""Layered configuration: defaults < profile < generated secrets < process environment.
+"""Layered configuration: defaults < profile < generated secrets < process environment <
+host.
 
 ``env/defaults.env`` is the list of settings. A profile (``env/<name>.env``) may only change
 keys that exist there. The process environment overrides any known key. Secrets live in
-``env/secrets.env``; templates never see them (see ``Config.public``).
+``env/secrets.env``; templates never see them (see ``Config.public``). The host layer is an
+inventory host's (``env/inventory.yaml``): its overrides, then the paths a deploy decides
+there (``HostLayer``, applied by ``Config.for_host``).
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .envfile import Entry, read_env_file
@@ -31,7 +34,7 @@ PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 class Setting:
     key: str
     value: str
-    source: str  # default | profile | secret | environment
+    source: str  # default | profile | secret | environment | host
     origin: str  # file:line, or $NAME for the environment
     secret: bool = False
 
@@ -43,6 +46,8 @@ class Config:
     env_dir: Path
     settings: Mapping[str, Setting]
     generated_secrets: tuple[str, ...] = ()
+    host: str = ""  # the inventory host this configuration is for ('' this machine)
+    defaults: Mapping[str, str] | None = None  # env/defaults.env's values (optional: empty)
 
     def __getitem__(self, key: str) -> str:
         return self.settings[key].value
@@ -75,6 +80,34 @@ class Config:
     @property
     def build_dir(self) -> Path:
         return self.path("BUILD_DIR") / (self.profile or "default")
+
+    def for_host(self, layer: HostLayer) -> Config:
+        """This configuration with a host's layer on top, validated like every other layer."""
+        merged = dict(self.settings)
+        origin = f"{layer.file} (hosts.{layer.name}.settings)"
+        for key, value in layer.overrides.items():
+            old = merged[key]
+            merged[key] = Setting(key, value, "host", origin, old.secret)
+        if layer.paths is not None:
+            decided = layer.paths({k: s.value for k, s in merged.items()})
+            for key, value in decided.items():
+                merged[key] = Setting(key, value, "host", f"deploy to {layer.name}")
+        public = {k: s for k, s in merged.items() if not s.secret}
+        problems = _validate(public, dict(self.defaults or {}), self.project_root)
+        if problems:
+            raise ConfigError(problems)
+        return replace(self, settings=merged, host=layer.name)
+
+
+@dataclass(frozen=True)
+class HostLayer:
+    """An inventory host's layer: its setting overrides (from ``file``), then the paths that
+    deploying there decides, computed from the merged values (BUILD_DIR, DATA_ROOT ...)."""
+
+    name: str
+    overrides: Mapping[str, str]
+    file: str = "env/inventory.yaml"
+    paths: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None
 
 
 def credentials_path(value: str, env_dir: Path, root: Path) -> Path:
@@ -157,7 +190,7 @@ def load_config(
         if key in environ:
             merged[key] = Setting(key, environ[key], "environment", f"${key}")
 
-    problems += _validate(merged, {e.key: e for e in defaults}, project_root)
+    problems += _validate(merged, {e.key: e.value for e in defaults}, project_root)
     if parse_bool(merged.get("ACME_ENABLED", Setting("", "false", "", "")).value) \
             and "ACME_CREDENTIALS_PATH" in merged:
         path = credentials_path(merged["ACME_CREDENTIALS_PATH"].value, env_dir, project_root)
@@ -186,7 +219,8 @@ def load_config(
         else:
             merged[spec.key] = Setting(spec.key, values[spec.key], "secret", secrets_display,
                                        secret=True)
-    return Config(profile, project_root, env_dir, merged, tuple(generated))
+    return Config(profile, project_root, env_dir, merged, tuple(generated),
+                  defaults={e.key: e.value for e in defaults})
 
 
 def _apply_profile(profile: str, env_dir: Path, root: Path, merged: dict[str, Setting]
@@ -218,7 +252,7 @@ def _unknown_key(entry: Entry, known: list[str]) -> Problem:
                        "rename or remove this line")
 
 
-def _validate(merged: dict[str, Setting], defaults: dict[str, Entry], root: Path
+def _validate(merged: dict[str, Setting], defaults: Mapping[str, str], root: Path
               ) -> list[Problem]:
     problems: list[Problem] = []
     for key, setting in merged.items():
@@ -232,10 +266,10 @@ def _validate(merged: dict[str, Setting], defaults: dict[str, Entry], root: Path
                                     fix="write the value alone, on one line"))
             continue
         if not value:
-            if defaults[key].value:  # an empty default marks an optional key
+            if defaults.get(key):  # an empty default marks an optional key
                 problems.append(Problem("is required but empty", key=key, file=file, line=line,
                                         fix=f"set a value, or remove this override to use the "
-                                            f"default ({defaults[key].value})"))
+                                            f"default ({defaults[key]})"))
             continue
         found = check_value(key, value)
         if found:

@@ -126,8 +126,8 @@ PLACEMENT_HEADERS: Row = ("stack", "host", "address", "notes")
 def placement_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
     """Where each stack runs (env/inventory.yaml; placed nowhere: this machine) and what
     cannot be wired across hosts (a routed port another host does not publish)."""
-    from .deploy.wiring import build_wiring
     from .inventory import inventory_of
+    from .wiring import build_wiring
 
     inventory = inventory_of(config, catalogue)
     wiring = build_wiring(catalogue, inventory, config)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import catalogue as cat
-from .config import Config, load_config
+from .config import Config, HostLayer, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR_VAR = "INFRA_ENV_DIR"  # lets tests (and users with several checkouts) point elsewhere
@@ -18,10 +20,19 @@ ENV_DIR_VAR = "INFRA_ENV_DIR"  # lets tests (and users with several checkouts) p
 class Project:
     config: Config
     catalogue: cat.Catalogue
+    raw_catalogue: Any = field(default=None, repr=False)  # stacks/*/stack.yaml as read
 
     @property
     def root(self) -> Path:
         return self.config.project_root
+
+    def for_host(self, layer: HostLayer) -> Project:
+        """The project as a host sees it: its layer on the configuration, and the catalogue
+        resolved with those values; nothing is read again."""
+        config = self.config.for_host(layer)
+        raw = self.raw_catalogue if self.raw_catalogue is not None else \
+            cat.load_raw(cat.stacks_dir(self.root))
+        return Project(config, cat.resolve(raw, config.public, self.root), raw)
 
 
 def env_dir_from(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -44,4 +55,12 @@ def load_project(profile: str | None = None, root: Path | None = None,
     raw = cat.load_raw(cat.stacks_dir(root))
     config = load_config(root, profile, environ, cat.secret_specs(raw),
                          env_dir=env_dir_from(environ), write_secrets=write)
-    return Project(config, cat.resolve(raw, config.public, root))
+    return Project(config, cat.resolve(raw, config.public, root), raw)
+
+
+@functools.cache
+def read_only_project(profile: str = "") -> Project:
+    """The project as the process environment configures it, read once per process and never
+    written (missing secrets made up in memory): the inventory for fab's executor, and the
+    base each host's layer goes on when `fab -H a,b TASK` runs TASK per host."""
+    return load_project(profile or None, write=False)

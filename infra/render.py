@@ -32,6 +32,7 @@ from .mirror import mirrored_registries
 if TYPE_CHECKING:
     from .config import Config
     from .project import Project
+    from .wiring import Wiring
 
 PUBLIC_MODE = 0o644
 SECRET_MODE = 0o600
@@ -59,15 +60,16 @@ def stack_output_dir(config: Config, name: str) -> Path:
     return config.build_dir / "stacks" / name
 
 
-def template_context(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
-                     ) -> dict[str, Any]:
-    """What templates see: public settings only (never secrets), plus the catalogue."""
+def template_context(stack: cat.Stack, catalogue: cat.Catalogue, config: Config,
+                     wiring: Wiring | None = None) -> dict[str, Any]:
+    """What templates see: public settings only (never secrets), plus the catalogue.
+    ``wiring``: the render's cross-host wiring (read from the inventory when not given)."""
     context: dict[str, Any] = dict(config.public)
     context.update(stack=stack, catalogue=catalogue, routes=cat.all_routes(catalogue),
                    mirror_registries=mirrored_registries())
-    from .deploy.wiring import template_helpers  # peer(), remote_routes: cross-host wiring
+    from .wiring import template_helpers, wiring_of  # peer(), remote_routes: other hosts
 
-    context.update(template_helpers(catalogue, config))
+    context.update(template_helpers(catalogue, wiring or wiring_of(catalogue, config)))
     if stack.ingress:
         from .basicauth import middlewares
 
@@ -106,15 +108,15 @@ def template_environment(source: str) -> Any:
     return env
 
 
-def render_templates(stack: cat.Stack, catalogue: cat.Catalogue, config: Config
-                     ) -> dict[str, str]:
+def render_templates(stack: cat.Stack, catalogue: cat.Catalogue, config: Config,
+                     wiring: Wiring | None = None) -> dict[str, str]:
     from jinja2 import TemplateError
 
     source = config.project_root / "templates" / stack.name
     if not source.is_dir():
         return {}
     env = template_environment(str(source))
-    context = template_context(stack, catalogue, config)
+    context = template_context(stack, catalogue, config, wiring)
     files: dict[str, str] = {}
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         relative = path.relative_to(source).as_posix()
@@ -174,9 +176,10 @@ def _credentials(config: Config, key: str) -> dict[str, str]:
     return values
 
 
-def render_stack(stack: cat.Stack, catalogue: cat.Catalogue, config: Config) -> dict[str, str]:
+def render_stack(stack: cat.Stack, catalogue: cat.Catalogue, config: Config,
+                 wiring: Wiring | None = None) -> dict[str, str]:
     """Every file of the stack's output folder, as relative path -> content (nothing written)."""
-    files = render_templates(stack, catalogue, config)
+    files = render_templates(stack, catalogue, config, wiring)
     compose = GENERATED_HEADER.format(name=stack.name) + dump_yaml(
         compose_document(stack, catalogue, config))
     files[COMPOSE_FILE] = compose
@@ -231,7 +234,10 @@ def render_stacks(project: Project, names: Iterable[str] | None = None, write: b
             raise ConfigError(Problem(f"unknown stack {name!r}", key="--stack",
                                       fix=f"choose from {', '.join(catalogue.names())}"))
     result: dict[str, RenderedStack] = {}
-    rendered = {name: render_stack(catalogue[name], catalogue, config)
+    from .wiring import wiring_of
+
+    wiring = wiring_of(catalogue, config)  # the inventory, read once for every stack
+    rendered = {name: render_stack(catalogue[name], catalogue, config, wiring)
                 for name in order if name in wanted}
     # two renders at once write one after the other, each stack as a whole
     lock = locked(config.build_dir, "the rendered stacks") if write else contextlib.nullcontext()

@@ -32,7 +32,6 @@ KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
     (lambda k: k.endswith("_URL") or k == "ACME_CA_SERVER", "url"),
     (lambda k: k.endswith("_USER") or k == "MIMIR_TENANT", "name"),
     (lambda k: k.endswith("_GROUPS"), "groups"),
-    (lambda k: k == "DEPLOY_HOST", "name"),
     (lambda k: k.endswith(("_MAX_FILES", "_KEY_SIZE", "_DAYS")), "count"),
     (lambda k: k.endswith(("_MAX_SIZE", "_KEEP_STORAGE")), "size"),
     (lambda k: k.endswith("_EXPIRY"), "hours"),

@@ -15,7 +15,7 @@ from infra.errors import InfraError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from infra.config import Config
+    from infra.config import Config, HostLayer
     from infra.project import Project
 
 PROFILE_HELP = "configuration profile: env/<PROFILE>.env over env/defaults.env ($INFRA_PROFILE)"
@@ -74,7 +74,7 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 with handling(raise_in_main=interrupts == "raise") as cancellation:
                     host = _inventory_host(c)
                     if host:  # `fab -H <inventory name> task`: that host's settings
-                        token = _ENVIRON.set(_host_environ(c, host, kw.get("profile", "")))
+                        token = _HOST.set(_host_layer(c, host, kw.get("profile", "")))
                     return body(c, *a, **kw)
             except Exit:
                 raise  # the task's own ending (its report, its code)
@@ -91,16 +91,16 @@ def infra_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
                 raise Exit("\n".join(lines), code=interrupted.exit_code) from None
             finally:
                 if token is not None:
-                    _ENVIRON.reset(token)
+                    _HOST.reset(token)
 
         return task(*args, help=help_, **kwargs)(run)
 
     return decorate
 
 
-# The process environment a task's configuration is loaded from; None: os.environ.
-_ENVIRON: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "stackyard_environ", default=None)
+# The inventory host a task run through `fab -H <name>` acts on: its configuration layer.
+_HOST: contextvars.ContextVar[HostLayer | None] = contextvars.ContextVar(
+    "stackyard_host", default=None)
 
 
 def _invoke_dry_is_our_dry(c: Any, kw: dict[str, Any], has_dry: bool, name: str) -> None:
@@ -151,24 +151,27 @@ def _inventory_host(c: Any) -> str:
     return str(section.get("inventory_host", "")) if section else ""
 
 
-def _host_environ(c: Any, name: str, profile: str) -> dict[str, str]:
-    import os
-
-    from infra.deploy.run import host_task_environ
+def _host_layer(c: Any, name: str, profile: str) -> HostLayer:
+    from infra.deploy.run import host_task_layer
     from infra.inventory import inventory_of
-    from infra.project import load_project
+    from infra.project import read_only_project
 
-    base = load_project(profile or None, write=False)  # the host's settings only
+    base = read_only_project(profile)
     inventory = inventory_of(base.config, base.catalogue)
-    return host_task_environ(c, inventory.hosts[name], base.config, dict(os.environ))
+    return host_task_layer(c, inventory.hosts[name], base.config)
 
 
 def load(profile: str = "", write: bool = True) -> Project:
     """The project; ``write=False`` for dry runs and read-only tasks: nothing is written, not
     even a missing secret (it is made up in memory for this run only)."""
-    from infra.project import load_project
+    from infra.project import load_project, read_only_project
 
-    project = load_project(profile or None, environ=_ENVIRON.get(), write=write)
+    layer = _HOST.get()
+    if layer is not None and not write:  # fab -H: the base is read already, for the inventory
+        return read_only_project(profile).for_host(layer)
+    project = load_project(profile or None, write=write)
+    if layer is not None:
+        project = project.for_host(layer)
     if project.config.generated_secrets:
         console().print(f"[dim]generated {len(project.config.generated_secrets)} new secret(s) "
                         f"into {project.config.env_dir / 'secrets.env'} (mode 0600)[/dim]")
@@ -179,7 +182,9 @@ def settings(profile: str = "") -> Config:
     """Configuration only (no catalogue, no secrets generated)."""
     from infra.project import load_settings
 
-    return load_settings(profile or None, environ=_ENVIRON.get())
+    config = load_settings(profile or None)
+    layer = _HOST.get()
+    return config.for_host(layer) if layer is not None else config
 
 
 @functools.cache

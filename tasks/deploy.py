@@ -38,7 +38,6 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
     it says which hosts finished, which were cut off (and in which step), which never
     started; the same command resumes (exit 130, or 143).
     """
-    import os
     import threading
 
     from infra.deploy import run, summary
@@ -90,8 +89,7 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
         if target.name in per_target:
             say(target.name, f"-> {target.host.user}@{target.host.address}:{target.host.port} "
                              f"stacks {', '.join(per_target[target.name])}")
-    options = run.DeployOptions(profile=profile, timeout=int(timeout), dry=dry,
-                                environ=dict(os.environ), jobs=max(1, int(jobs)),
+    options = run.DeployOptions(timeout=int(timeout), dry=dry, jobs=max(1, int(jobs)),
                                 progress_for=progress_for)
     if live is not None:
         with live:

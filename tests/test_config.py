@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import load_config
+from infra.config import HostLayer, load_config
 from infra.errors import ConfigError
 from infra.secrets import SecretSpec
 
@@ -45,6 +45,27 @@ def test_profile_then_environment_override(project_root: Path, env_dir: Path) ->
     assert config.settings["DOMAIN"].origin.endswith("test.env:1")
     assert config["TZ"] == "America/New_York"
     assert config.settings["TZ"].source == "environment"
+
+
+def test_a_host_is_a_layer_over_the_environment_with_its_own_origin(
+        project_root: Path, env_dir: Path) -> None:
+    """An inventory host's settings are their own layer (not invented environment entries):
+    over the environment, named by the inventory, and validated like every other layer."""
+    config = load(project_root, env_dir, environ={"TZ": "America/New_York"})
+    layer = HostLayer("media-box", {"TZ": "Europe/Berlin"},
+                      paths=lambda values: {"DATA_ROOT": f"/srv/{values['TZ'][:6].lower()}"})
+    there = config.for_host(layer)
+    assert there.host == "media-box" and config.host == ""
+    assert there["TZ"] == "Europe/Berlin"
+    assert there.settings["TZ"].source == "host"
+    assert there.settings["TZ"].origin == "env/inventory.yaml (hosts.media-box.settings)"
+    assert there["DATA_ROOT"] == "/srv/europe"  # decided from the merged values
+    assert there.settings["DATA_ROOT"].origin == "deploy to media-box"
+    assert there.secrets == config.secrets
+    with pytest.raises(ConfigError) as bad:
+        config.for_host(HostLayer("media-box", {"TZ": "Mars/Olympus\nx"}))
+    assert bad.value.problems[0].key == "TZ"
+    assert "inventory.yaml" in bad.value.problems[0].file
 
 
 def test_profile_from_environment_variable(project_root: Path, env_dir: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.config import HostLayer
 from infra.deploy import layout, run, summary, upload
 from infra.deploy.targets import resolve_targets, stacks_per_target
 from infra.errors import ConfigError
@@ -157,8 +158,9 @@ def test_a_multi_line_cause_reaches_the_user_whole(tmp_path: Path) -> None:
 def _render(env_dir: Path, stack: str, host: str = "") -> dict[str, str]:
     from infra.render import render_stacks
 
-    environ = {"INFRA_ENV_DIR": str(env_dir), "DEPLOY_HOST": host}
-    project = load_project(None, environ=environ)
+    project = load_project(None, environ={"INFRA_ENV_DIR": str(env_dir)})
+    if host:  # rendered for that inventory host: its layer on the configuration
+        project = project.for_host(HostLayer(host, {}))
     return render_stacks(project, [stack], write=False)[stack].files
 
 

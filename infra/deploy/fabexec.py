@@ -5,7 +5,7 @@
   targets, as in stock fab.
 - Tasks with a ``stack`` option act on that host's stacks unless ``--stack`` is given, and
   every task loads the configuration that host deploys with: its inventory overrides and
-  DATA_ROOT (``infra.deploy.run.host_task_environ``).
+  DATA_ROOT (``infra.deploy.run.host_task_layer``), a layer of its configuration.
 - ``deploy`` is not run once per host, one after another (stock fab's behaviour): the host list
   becomes its ``--host`` option and the task runs once, deploying every host in parallel.
   So ``fab -H a,b deploy`` and ``invoke deploy --host a --host b`` run the same body.
@@ -49,9 +49,9 @@ class InventoryCall(ConnectionCall):
 
 def _inventory() -> Any:
     from ..inventory import inventory_of
-    from ..project import load_project
+    from ..project import read_only_project
 
-    project = load_project(write=False)  # the inventory only: nothing written here
+    project = read_only_project()  # the inventory only: nothing written here
     return inventory_of(project.config, project.catalogue)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import HostLayer
 from ..inventory import Host
 
 ROOT_DEFAULT = "/opt/stackyard"
@@ -47,27 +48,27 @@ def deploy_root(setting: str, home: str, uid: str) -> str:
     return posixpath.normpath(value)
 
 
-def data_root(base_value: str, host: Host, layout: RemoteLayout) -> str:
-    """DATA_ROOT on the host: the host's override, an absolute project value, or root/data."""
-    value = host.settings.get("DATA_ROOT") or base_value or "data"
+def data_root(value: str, host: Host, layout: RemoteLayout) -> str:
+    """DATA_ROOT on the host: ``value`` (the host's override, else the project's) when
+    absolute, else under the host's DEPLOY_ROOT."""
+    value = host.settings.get("DATA_ROOT") or value or "data"
     return value if value.startswith("/") else posixpath.join(layout.root, value)
 
 
-def host_environ(environ: Mapping[str, str], host: Host, local_build: Path,
-                 layout: RemoteLayout, base_data_root: str) -> dict[str, str]:
-    """Process environment under which the host's configuration is loaded.
+def host_layer(host: Host, local_build: Path, layout: RemoteLayout,
+               certs_remote: bool = True) -> HostLayer:
+    """The configuration layer of ``host``: its inventory overrides, then the paths a deploy
+    decides (BUILD_DIR local per host; DATA_ROOT and, for a deploy, CERTS_DIR remote).
+    ``certs_remote=False``: a task run there through fab (certs.trust sends the local CA)."""
 
-    Order (last wins): profile < process environment < the host's inventory overrides < the
-    paths a deploy decides (BUILD_DIR local per host; CERTS_DIR and DATA_ROOT remote).
-    """
-    merged = {**environ, **host.overrides()}
-    merged.update({
-        "DEPLOY_HOST": host.name,
-        "BUILD_DIR": str(local_build / "hosts" / host.name),
-        "CERTS_DIR": layout.certs_dir,
-        "DATA_ROOT": data_root(base_data_root, host, layout),
-    })
-    return merged
+    def paths(values: Mapping[str, str]) -> dict[str, str]:
+        decided = {"BUILD_DIR": str(local_build / "hosts" / host.name),
+                   "DATA_ROOT": data_root(values.get("DATA_ROOT", ""), host, layout)}
+        if certs_remote:
+            decided["CERTS_DIR"] = layout.certs_dir
+        return decided
+
+    return HostLayer(host.name, host.overrides(), paths=paths)
 
 
 def local_build_dir(build_dir_setting: Path) -> Path:

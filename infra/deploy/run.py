@@ -9,13 +9,12 @@ failure, from refused connections to an unhealthy service, ends as that host's r
 
 from __future__ import annotations
 
-import os
 import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,11 @@ Say = Callable[[str, str], None]  # (host, message)
 
 @dataclass(frozen=True)
 class DeployOptions:
-    profile: str = ""
     timeout: int = 0  # seconds per stack; 0: HEALTH_TIMEOUT
     dry: bool = False
     jobs: int = 4  # stacks brought up at once on a host, when independent
     # a host's progress (stacks, and their services from compose's events): the live view
     progress_for: Callable[[str], Any] | None = None
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
 def connect(target: Target, timeout: int = 10) -> Any:
@@ -60,18 +57,16 @@ def probe_login(conn: Any, socket: str = "") -> tuple[str, str, str]:
     return home, uid, owner
 
 
-def host_task_environ(conn: Any, host: Any, base: Any, environ: Mapping[str, str]
-                      ) -> dict[str, str]:
-    """Process environment for a task run on an inventory host through fab (status, down,
+def host_task_layer(conn: Any, host: Any, base: Any) -> Any:
+    """The configuration layer of a task run on an inventory host through fab (status, down,
     host.storage, volumes.fix ...): the host's overrides, DATA_ROOT where deploy puts it, and
     the host's own local state folder. CERTS_DIR stays local: certs.trust sends the local CA.
-    ``base``: the project's configuration (Config), before the host's overrides."""
+    ``base``: the project's configuration (Config), before the host's layer."""
     home, uid, _ = probe_login(conn)
     root_setting = host.settings.get("DEPLOY_ROOT") or base.get("DEPLOY_ROOT")
     remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
-    return {**environ, **host.overrides(), "DEPLOY_HOST": host.name,
-            "BUILD_DIR": str(lay.local_build_dir(base.path("BUILD_DIR")) / "hosts" / host.name),
-            "DATA_ROOT": lay.data_root(base["DATA_ROOT"], host, remote)}
+    return lay.host_layer(host, lay.local_build_dir(base.path("BUILD_DIR")), remote,
+                          certs_remote=False)
 
 
 def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
@@ -116,7 +111,6 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     from ..bringup.ownership import keys_state
     from ..bringup.run import Job, apply_run, plan_run
     from ..bringup.session import prepared_stack
-    from ..project import load_project
     from ..render import render_stacks
 
     socket = target.host.docker_socket if target.host.rootless else ""
@@ -127,11 +121,9 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         raise InfraError(problem)
     root_setting = target.host.settings.get("DEPLOY_ROOT") or base.config.get("DEPLOY_ROOT")
     remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
-    environ = lay.host_environ(options.environ, target.host,
-                               lay.local_build_dir(base.config.path("BUILD_DIR")), remote,
-                               base.config["DATA_ROOT"])
     step("rendering")
-    project = load_project(options.profile or None, environ=environ, write=not options.dry)
+    project = base.for_host(lay.host_layer(
+        target.host, lay.local_build_dir(base.config.path("BUILD_DIR")), remote))
     rendered = render_stacks(project, names=list(stacks), write=not options.dry)
     say(target.name, f"rendered {', '.join(stacks)} for {remote.root} "
                      f"({time.monotonic() - begin:.1f}s)")

@@ -6,9 +6,9 @@ Traefik's dynamic configuration gets ``remote_routes``: a file-provider router p
 stack placed on another host than Traefik, pointing at that host's published port (Traefik's
 docker provider only sees its own engine).
 
-Which host is being rendered: DEPLOY_HOST (set by ``deploy``; empty = this machine, where the
-stacks placed on no host run). This machine's address, for hosts that need one of its
-services: DEPLOY_LOCAL_ADDRESS.
+Which host is being rendered: the configuration's host layer (``Config.host``, set by
+``deploy`` and by ``fab -H``; empty = this machine, where the stacks placed on no host run).
+This machine's address, for hosts that need one of its services: DEPLOY_LOCAL_ADDRESS.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, Problem
+from .errors import ConfigError, Problem
 
 if TYPE_CHECKING:
-    from ..catalogue import Catalogue, Route, Service, Stack
-    from ..config import Config
-    from ..inventory import Inventory
+    from .catalogue import Catalogue, Route, Service, Stack
+    from .config import Config
+    from .inventory import Inventory
 
 LOCAL = ""  # placement of a stack on no inventory host
 
@@ -81,8 +81,8 @@ class Wiring:
 
     def remote_routes(self) -> list[dict[str, Any]]:
         """Routers for Traefik (rendered where the ingress stack runs) to other hosts."""
-        from ..basicauth import middleware_name
-        from ..compose import FORWARD_AUTH_MIDDLEWARE, route_rule
+        from .basicauth import middleware_name
+        from .compose import FORWARD_AUTH_MIDDLEWARE, route_rule
 
         routes = []
         for stack, service, route, router in self._routes():
@@ -115,7 +115,7 @@ class Wiring:
         return found
 
     def _routes(self) -> list[tuple[Stack, Service, Route, str]]:
-        from ..compose import router_names
+        from .compose import router_names
 
         result = []
         for stack in self.catalogue.stacks.values():
@@ -140,17 +140,20 @@ def build_wiring(catalogue: Catalogue, inventory: Inventory, config: Config) -> 
     binds = {name: host.settings.get("BIND_ADDRESS", base_bind)
              for name, host in inventory.hosts.items()}
     # Rendering for a host, BIND_ADDRESS here is that host's: this machine's is not known then
-    binds[LOCAL] = "" if config.get("DEPLOY_HOST") else base_bind
-    return Wiring(catalogue, placement, addresses, binds, config.get("DEPLOY_HOST"))
+    binds[LOCAL] = "" if config.host else base_bind
+    return Wiring(catalogue, placement, addresses, binds, config.host)
 
 
-def template_helpers(catalogue: Catalogue, config: Config) -> dict[str, Any]:
+def wiring_of(catalogue: Catalogue, config: Config) -> Wiring:
+    """The wiring of the configured inventory (read once: one per render, not per stack)."""
+    from .inventory import inventory_of
+
+    return build_wiring(catalogue, inventory_of(config, catalogue), config)
+
+
+def template_helpers(catalogue: Catalogue, wiring: Wiring) -> dict[str, Any]:
     """``peer``, ``same_host`` and ``remote_routes`` for the template context (see module
     docstring)."""
-    from ..inventory import inventory_of
-
-    inventory = inventory_of(config, catalogue)
-    wiring = build_wiring(catalogue, inventory, config)
     peer: Callable[[str, str, int], str] = wiring.peer
     remote = wiring.remote_routes() if _ingress_here(catalogue, wiring) else []
     return {"peer": peer, "same_host": wiring.same_host, "remote_routes": remote}
