@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ConfigError, Problem
 from .secrets import SecretSpec
-from .settings import check_value
+from .settings import check_value, parse_bool
 from .yamlfile import read_yaml
 
 # sso: Authentik forward auth; public: no login (with a reason); basic: HTTP basic auth at
@@ -508,8 +508,9 @@ def _yes_no(spec: Mapping[str, Any], key: str, name: str, where: str) -> bool:
 
 
 def as_flag(value: Any) -> bool:
-    """Jinja filter: a true/false setting as a boolean (``{{ ACME_ENABLED | flag }}``)."""
-    return str(value).strip().lower() in {"true", "yes", "on", "1"}
+    """Jinja filter: a true/false setting as a boolean (``{{ ACME_ENABLED | flag }}``), by
+    the settings' one rule (``settings.parse_bool``)."""
+    return parse_bool(str(value))
 
 
 def _build_route(spec: Mapping[str, Any], service: str, where: str = "") -> Route:
@@ -712,19 +713,6 @@ def stack_layers(catalogue: Catalogue, names: Iterable[str]) -> list[list[str]]:
         for deps in pending.values():
             deps.difference_update(ready)
     return layers
-
-
-def dependents(catalogue: Catalogue, name: str) -> set[str]:
-    """Every stack that needs ``name``, transitively."""
-    found: set[str] = set()
-    frontier = [name]
-    while frontier:
-        current = frontier.pop()
-        for other in catalogue.stacks.values():
-            if current in other.depends_on and other.name not in found:
-                found.add(other.name)
-                frontier.append(other.name)
-    return found
 
 
 def networks(catalogue: Catalogue) -> dict[str, list[str]]:

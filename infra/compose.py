@@ -16,6 +16,7 @@ from .catalogue import Catalogue, Route, Service, Stack, key_copy, routed_networ
 from .config import Config
 from .errors import ConfigError, Problem
 from .mirror import mirror_image
+from .settings import parse_bool
 
 STACK_LABEL = "io.stackyard.stack"
 SERVICE_LABEL = "io.stackyard.service"
@@ -171,7 +172,7 @@ BOOLEAN_KEYS = {"privileged", "init", "read_only", "tty", "stdin_open"}
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if key in BOOLEAN_KEYS and isinstance(value, str):
-            value = value.strip().lower() in {"true", "yes", "on", "1"}
+            value = parse_bool(value)
             if not value:
                 base.pop(key, None)
                 continue

@@ -206,17 +206,9 @@ def _print_urls(project: Project, names: list[str], statuses: dict[str, str]) ->
     table = Table(title="Routed URLs")
     for column in ("stack", "service", "url", "status"):
         table.add_column(column)
-    shown: set[str] = set()
-    for name in names:
-        for service, route in project.catalogue[name].routes:
-            url = report.route_url(route.host, https)
-            if url in shown:  # two routes of one host (the registry's UI and /v2/): once
-                continue
-            shown.add(url)
-            status = statuses.get(name, "")
-            colour = "green" if status in ("healthy", "unchanged") else "red"
-            table.add_row(name, service.name, escape(url),
-                          f"[{colour}]{escape(status)}[/{colour}]")
+    for name, service, url, status in report.url_rows(project.catalogue, names, statuses, https):
+        colour = "green" if status in ("healthy", "unchanged") else "red"
+        table.add_row(name, service, escape(url), f"[{colour}]{escape(status)}[/{colour}]")
     if table.row_count:
         console().print(table)
 
@@ -277,12 +269,11 @@ def _selected(project: Project, stack: list[str] | None) -> list[str]:
 
 
 def _compose_base(name: str) -> str:
-    import shlex
-
+    from infra.bringup.commands import ComposeTarget
     from infra.bringup.plan import project_name
 
     # day-2 commands work by project name: the rendered files are not needed to find containers
-    return f"docker compose -p {shlex.quote(project_name(name))}"
+    return ComposeTarget.by_name(project_name(name)).base()
 
 
 @infra_task(iterable=["stack", "service"], help={"stack": STACK_HELP,

@@ -247,7 +247,7 @@ def test_a_failure_blocks_dependents_and_starts_nothing_new() -> None:
     assert outcomes["needs_bad"].status == schedule.BLOCKED
     assert outcomes["later"].status == schedule.NOT_STARTED  # up stops after a failure
     assert "needs_bad" not in started and "later" not in started
-    text = "\n".join(report.failure_text(outcomes))
+    text = "\n".join(_failure_text(outcomes))
     assert "bad: boom" in text
     assert "not started: needs_bad, later (bring-up stopped; needs bad)" in text
 
@@ -485,11 +485,11 @@ def test_a_failed_pull_gets_a_hint_with_the_fix() -> None:
         "traefik", "could not start",
         health_output=' traefik Error Get "https://registry-1.docker.io/v2/": dial tcp: lookup '
                       "registry-1.docker.io: no such host\n traefik Pulling")
-    text = "\n".join(report.failure_text(
+    text = "\n".join(_failure_text(
         {"traefik": schedule.StackOutcome("traefik", schedule.FAILED, failures=(pulled,))}))
     assert "IMAGE_MIRROR" in text and "docker load" in text
     unhealthy = schedule.ServiceFailure("loki", "unhealthy", health_output="ready: 503")
-    text = "\n".join(report.failure_text(
+    text = "\n".join(_failure_text(
         {"monitoring": schedule.StackOutcome("monitoring", schedule.FAILED,
                                              failures=(unhealthy,))}))
     assert "IMAGE_MIRROR" not in text
@@ -535,3 +535,9 @@ def test_what_a_stack_is_on_is_what_it_waits_for_longest() -> None:
     assert progress.doing("monitoring").startswith("loki: started (")
     progress.set("monitoring", schedule.HEALTHY)
     assert progress.doing("monitoring") == ""
+
+
+def _failure_text(outcomes: dict) -> list[str]:
+    """The failure report as the user reads it: its lines, then its final words."""
+    failure = report.failure_report(outcomes)
+    return [*failure.lines, *failure.final.splitlines()] if failure else []

@@ -265,7 +265,7 @@ def _last_lines(text: str, count: int) -> str:
 
 def down_stack(c: Any, target: cmd.ComposeTarget | None, project: str, remove_volumes: bool
                ) -> None:
-    base = target.base() if target else f"docker compose -p {shlex.quote(project)}"
+    base = (target or cmd.ComposeTarget.by_name(project)).base()
     args = "down --remove-orphans" + (" --volumes" if remove_volumes else "")
     result = c.run(f"{base} {args}", hide=True, warn=True)
     if not result.ok:

@@ -15,16 +15,23 @@ PS_FORMAT = ("{{.Label \"com.docker.compose.project\"}}\t{{.Label \"com.docker.c
 
 @dataclass(frozen=True)
 class ComposeTarget:
-    """Where a stack's rendered compose file is, and the project name it runs under."""
+    """Where a stack's rendered compose file is, and the project name it runs under. Without
+    the files (``by_name``), compose finds a project's containers by its name: what day-2
+    commands (ps, logs, restart, down) need."""
 
     project: str
-    directory: Path
-    compose_file: Path
+    directory: Path | None = None
+    compose_file: Path | None = None
     program: str = "docker compose"  # or the plugin binary itself (enginehost.compose_program)
 
+    @classmethod
+    def by_name(cls, project: str) -> ComposeTarget:
+        return cls(project)
+
     def base(self) -> str:
-        return (f"{self.program} -p {q(self.project)} --project-directory "
-                f"{q(str(self.directory))} -f {q(str(self.compose_file))}")
+        files = (f" --project-directory {q(str(self.directory))} -f {q(str(self.compose_file))}"
+                 if self.directory is not None and self.compose_file is not None else "")
+        return f"{self.program} -p {q(self.project)}{files}"
 
 
 def compose(target: ComposeTarget, *args: str) -> str:

@@ -54,15 +54,17 @@ def status_rows(catalogue: Catalogue, names: Sequence[str],
     return rows
 
 
-def url_rows(catalogue: Catalogue, names: Sequence[str],
-             outcomes: Mapping[str, StackOutcome], https_port: str | int
-             ) -> list[tuple[str, str, str, str]]:
-    """(stack, service, url, status) for every routed service of the selected stacks."""
-    rows = []
+def url_rows(catalogue: Catalogue, names: Sequence[str], statuses: Mapping[str, str],
+             https_port: str | int) -> list[tuple[str, str, str, str]]:
+    """(stack, service, url, status) for the routed services of ``names``, each URL once (the
+    registry's UI and its /v2/ are two routes of one host)."""
+    rows, shown = [], set()
     for name in names:
-        status = outcomes[name].status if name in outcomes else "not selected"
         for service, route in catalogue[name].routes:
-            rows.append((name, service.name, route_url(route.host, https_port), status))
+            url = route_url(route.host, https_port)
+            if url not in shown:
+                shown.add(url)
+                rows.append((name, service.name, url, statuses.get(name, "")))
     return rows
 
 
@@ -214,9 +216,3 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
     summary = "bring-up stopped: " + ("; ".join(causes) or "interrupted") + \
         " (stacks already up stay up)"
     return Failure(tuple(lines), summary, tuple(dict.fromkeys(fixes)))
-
-
-def failure_text(outcomes: Mapping[str, StackOutcome]) -> list[str]:
-    """The report's lines and its final words, as one block (deploy's host details)."""
-    failure = failure_report(outcomes)
-    return [*failure.lines, *failure.final.splitlines()] if failure else []

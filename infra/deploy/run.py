@@ -174,9 +174,6 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
         return summary.HostResult(target.name, tuple(stacks), outcome,
                                   time.monotonic() - begin, stack_status=state_of,
                                   **result_kwargs)
-    for name in planned.order:
-        stack_step = planned.up_plan.steps[name]
-        say(target.name, f"{name}: {stack_step.action} ({stack_step.reason})")
     progress = (options.progress_for(target.name) if options.progress_for
                 else schedule.Progress())
     step("creating networks and fixing ownership")
@@ -185,6 +182,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     def stack_changed(stack: str, state_: str, elapsed: float) -> None:
         if state_ == schedule.STARTING:  # the engine is prepared (a scheduler thread: no raise)
             step("bringing up " + ", ".join(planned.order), check=False)
+            stack_step = planned.up_plan.steps[stack]
+            say(target.name, f"{stack}: {stack_step.action} ({stack_step.reason})")
         elif state_ != schedule.WAITING:
             say(target.name, f"{stack}: {state_} ({time.monotonic() - begin:.1f}s)")
         if shown:
@@ -206,12 +205,6 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     return summary.HostResult(target.name, tuple(stacks), summary.OK,
                               time.monotonic() - begin, stack_status=statuses,
                               **result_kwargs)
-
-
-def _sha(text: str) -> str:
-    from ..fsutil import sha256_hex
-
-    return sha256_hex(text)
 
 
 def _recreate_for_changed_files(up_plan: Any, catalogue: Any, uploaded: Sequence[str],

@@ -20,7 +20,6 @@ from ..fsutil import sha256_hex
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
-PRIVATE_DIR_MODE = 0o700
 TMP_SUFFIX = ".stackyard-upload"
 
 
