@@ -38,9 +38,8 @@ from infra.deploy import run
 from infra.deploy.targets import Target
 from infra.inventory import Host
 from infra.project import load_project
-from tests.support import hosts, images
+from tests.support import e2e, hosts, images
 from tests.support.rendering import env_dir_with_profile
-from tests.test_deploy_ssh import MIRROR_PORT, SUBNET, _push_doubles
 
 STACK = "zot"
 # Each host a machine of its own size: the largest equal share of this one
@@ -108,11 +107,12 @@ def measure(workdir: Path, mirror: str, rounds: int, cpus: float) -> dict[int, l
     """Median-ready deploy times to 1 and 4 hosts on a fresh lab of 4 hosts."""
     CPU.update({1: [], 4: []})
     OWN.update({1: [], 4: []})
-    with hosts.network_hosts(4, workdir / f"lab-{cpus:g}", prefix="sb", subnet=SUBNET, dockerd=True,
+    with hosts.network_hosts(4, workdir / f"lab-{cpus:g}", prefix="sb",
+                             subnet=hosts.DEPLOY_SUBNET, dockerd=True,
                              insecure_registries=[mirror], cpus=cpus,
                              engine_cache=images.CACHE_DIR / "bench-engines") as lab, \
-            hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1",
-                                  MIRROR_PORT, workdir):
+            hosts.bridge_registry(images.CACHE_DIR / "registry", f"{hosts.DEPLOY_SUBNET}.1",
+                                  hosts.DEPLOY_MIRROR_PORT, workdir):
         warm = deploy(lab, workdir, 4)
         print(f"warm-up (pulls into 4 engines): {warm:.1f}s")
         CPU.update({1: [], 4: []})
@@ -155,10 +155,10 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="sy-bench-deploy-") as tmp:
         workdir = Path(tmp)
-        mirror = f"{SUBNET}.1:{MIRROR_PORT}"
+        mirror = f"{hosts.DEPLOY_SUBNET}.1:{hosts.DEPLOY_MIRROR_PORT}"
         env_dir = env_dir_with_profile(workdir, "bench",
                                        f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
-        _push_doubles(workdir)  # loads the project from env/: after it exists
+        e2e.push_doubles(workdir)  # loads the project from env/: after it exists
         os.environ.update({"INFRA_ENV_DIR": str(env_dir), "BUILD_DIR": str(workdir / "build")})
         for cpus in modes:
             figures = measure(workdir, mirror, args.rounds, cpus)

@@ -7,6 +7,7 @@ sh/wget/httpd, not inspected as text.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from invoke import MockContext, Result
 
 from infra.bringup import facts, ownership, plan, probes, report, schedule, state
 from infra.bringup.apply import bring_up_stack
@@ -183,6 +185,49 @@ def test_an_unhealthy_or_missing_service_is_brought_up_again(project  # type: ig
     assert "unhealthy" in up.steps["auth"].reason
 
 
+# The per-stack decision of plan_up as data: facts in (the record of the last good bring-up,
+# the files rendered now, the containers the engine has), the step out (action, reason).
+# One stack of the real catalogue: minio (a daemon and a one-shot job).
+_RECORD, _FILES = "d-1", {"compose.yaml": "a" * 64}
+_DAEMON = ("running", "healthy", 0)
+UP_STEP_CASES = [
+    # case, record (digest, files) or None, files now, minio / minio-setup (state, health, exit)
+    ("first bring-up", None, _FILES, None, None, plan.CREATE, "not running"),
+    ("containers but no record", None, _FILES, _DAEMON, ("exited", "", 0),
+     plan.UPDATE, "no record of a successful bring-up"),
+    ("nothing changed", (_RECORD, _FILES), _FILES, _DAEMON, ("exited", "", 0),
+     plan.SKIP, "unchanged"),
+    ("a file changed", (_RECORD, _FILES), {"compose.yaml": "b" * 64}, _DAEMON,
+     ("exited", "", 0), plan.UPDATE, "changed: compose.yaml"),
+    ("the job failed", (_RECORD, _FILES), _FILES, _DAEMON, ("exited", "", 3),
+     plan.UPDATE, "minio-setup exited 3"),
+    ("the job's container is gone", (_RECORD, _FILES), _FILES, _DAEMON, None,
+     plan.UPDATE, "minio-setup has no container"),
+    ("the daemon stopped", (_RECORD, _FILES), _FILES, ("exited", "", 137), ("exited", "", 0),
+     plan.UPDATE, "minio is exited"),
+    ("the daemon is unhealthy", (_RECORD, _FILES), _FILES, ("running", "unhealthy", 0),
+     ("exited", "", 0), plan.UPDATE, "minio is unhealthy"),
+    ("the daemon still starts", (_RECORD, _FILES), _FILES, ("running", "starting", 0),
+     ("exited", "", 0), plan.SKIP, "unchanged"),
+]
+
+
+@pytest.mark.parametrize(("case", "record", "files", "daemon", "job", "action", "reason"),
+                         UP_STEP_CASES, ids=[c[0] for c in UP_STEP_CASES])
+def test_up_step_from_facts(project, case, record, files, daemon, job, action, reason  # type: ignore[no-untyped-def]
+                            ) -> None:
+    stack = project.catalogue["minio"]
+    assert [s.name for s in stack.services] == ["minio", "minio-setup"]  # the table's columns
+    containers = [facts.ContainerFact("minio", name, f"id-{name}", f"minio-{name}-1", *fact)
+                  for name, fact in (("minio", daemon), ("minio-setup", job)) if fact]
+    digest = _RECORD if files == _FILES else "d-2"
+    records = {"minio": state.StackRecord(*record)} if record else {}
+    up = plan.plan_up(project.catalogue, ["minio"], {"minio": digest}, {"minio": files},
+                      records, {"minio": containers}, networks(project.catalogue))
+    step = up.steps["minio"]
+    assert (step.action, step.reason) == (action, reason), case
+
+
 def test_down_goes_in_reverse_dependency_order(project) -> None:  # type: ignore[no-untyped-def]
     names = plan.select_stacks(project.catalogue, None, False)
     down = plan.plan_down(project.catalogue, None, _running(project, ["traefik"]), False)
@@ -291,16 +336,18 @@ def test_an_interruption_starts_nothing_new_and_cuts_off_what_runs() -> None:
 # ---------------------------------------------------------------- commands through a context
 
 
-class RecordingContext:
-    """Stands in for invoke's Context: records commands, answers from a table of prefixes."""
+def answering(answers: dict[str, tuple[bool, str]]) -> MockContext:
+    """invoke's MockContext answering any command that contains a key (in order), every other
+    command with success; its ``run`` records the calls."""
+    table = {re.compile(".*" + re.escape(part)): Result(stdout=out, stderr="" if ok else out,
+                                                         exited=0 if ok else 1)
+             for part, (ok, out) in answers.items()}
+    table[re.compile(".*")] = Result()
+    return MockContext(run=table, repeat=True)
 
-    def __init__(self, answers: dict[str, tuple[bool, str]]):
-        self.answers, self.commands = answers, []
 
-    def run(self, command: str, **_: object):  # type: ignore[no-untyped-def]
-        self.commands.append(command)
-        ok, out = next((v for k, v in self.answers.items() if k in command), (True, ""))
-        return type("Result", (), {"ok": ok, "stdout": out, "stderr": "" if ok else out})()
+def commands(ctx: MockContext) -> list[str]:
+    return [call.args[0] for call in ctx.run.call_args_list]  # type: ignore[attr-defined]
 
 
 def test_bring_up_waits_for_daemons_then_probes_then_runs_jobs(project  # type: ignore[no-untyped-def]
@@ -309,15 +356,15 @@ def test_bring_up_waits_for_daemons_then_probes_then_runs_jobs(project  # type: 
     target = ComposeTarget(stack.name, Path("/b"), Path("/b/compose.yaml"))
     checks = probes.http_checks(stack)
     probe_out = "".join(f"healthy {c.service}\n" for c in checks)
-    ctx = RecordingContext({"docker wait": (True, "0\n"), "--network": (True, probe_out)})
+    ctx = answering({"docker wait": (True, "0\n"), "--network": (True, probe_out)})
     step = plan.StackStep(stack.name, plan.CREATE, "not running")
     outcome = bring_up_stack(ctx, stack, target, step, "helper:1", 30)
     assert outcome.status == schedule.HEALTHY, outcome
-    up = ctx.commands[0]
+    up = commands(ctx)[0]
     assert " up -d " in up and "--wait" in up
     for service in stack.services:
         assert (f" {service.name}" in up) != service.oneshot  # jobs are not --wait'ed on
-    jobs = [c for c in ctx.commands if "docker wait" in c]
+    jobs = [c for c in commands(ctx) if "docker wait" in c]
     assert len(jobs) == sum(s.oneshot for s in stack.services)
 
 
@@ -326,9 +373,9 @@ def test_a_failing_job_or_probe_is_reported_with_its_logs(project) -> None:  # t
                  if any(x.health and x.health.http for x in s.services))
     target = ComposeTarget(stack.name, Path("/b"), Path("/b/compose.yaml"))
     check = probes.http_checks(stack)[0]
-    ctx = RecordingContext({"--network": (False, f"unhealthy {check.service} {check.url}: "
-                                                 "connection refused\n"),
-                            " logs ": (True, "last words\n")})
+    ctx = answering({"--network": (False, f"unhealthy {check.service} {check.url}: "
+                                          "connection refused\n"),
+                     " logs ": (True, "last words\n")})
     outcome = bring_up_stack(ctx, stack, target, plan.StackStep(stack.name, plan.CREATE, ""),
                              "helper:1", 5)
     assert outcome.status == schedule.FAILED

@@ -25,7 +25,6 @@ import yaml
 from tests.conftest import program_of_this_python, require, require_program
 from tests.support import e2e, hosts, images
 from tests.support.rendering import env_dir_with_profile
-from tests.test_deploy_ssh import _push_doubles
 
 pytestmark = pytest.mark.ssh
 SUBNET = "10.79.0"
@@ -86,7 +85,7 @@ def rootless_host(tmp_path_factory: pytest.TempPathFactory, docker_engine: str
     mirror = f"{SUBNET}.1:{MIRROR_PORT}"
     env_dir = env_dir_with_profile(workdir, "e2e",
                                    f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=180\n")
-    _push_doubles(workdir)  # loads the project from env/: after it exists
+    e2e.push_doubles(workdir)  # loads the project from env/: after it exists
     with hosts.network_hosts(1, workdir / "lab", prefix="sr", subnet=SUBNET) as lab, \
             hosts.bridge_registry(images.CACHE_DIR / "registry", f"{SUBNET}.1", MIRROR_PORT,
                                   workdir), \

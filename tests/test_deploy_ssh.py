@@ -22,14 +22,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.project import load_project
 from tests.conftest import program_of_this_python, require, require_program
-from tests.support import e2e, hosts, images, registry
+from tests.support import e2e, hosts, images
 from tests.support.rendering import env_dir_with_profile
 
 pytestmark = pytest.mark.ssh
-SUBNET = "10.78.0"
-MIRROR_PORT = 45124
+SUBNET = hosts.DEPLOY_SUBNET
+MIRROR_PORT = hosts.DEPLOY_MIRROR_PORT
 PLACEMENT = {"h1": ["zot"], "h2": ["minio"]}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FAB = program_of_this_python("fab")
@@ -66,17 +65,6 @@ class Fleet:
         return self.workdir / name / "deploy"
 
 
-def _push_doubles(workdir: Path) -> None:
-    """Every double into the shared registry root (cached: usually a no-op)."""
-    port = e2e.REGISTRY_PORT if e2e._port_free(e2e.REGISTRY_PORT) else registry.free_port()
-    with registry.local_registry(images.CACHE_DIR / "registry", port, config_dir=workdir):
-        environ = {"INFRA_ENV_DIR": str(workdir / "env"), "IMAGE_MIRROR": f"127.0.0.1:{port}",
-                   "BUILD_DIR": str(workdir / "build")}
-        references = images.ensure_doubles(load_project(None, environ=environ))
-    if port != e2e.REGISTRY_PORT:  # the hosts pull from the registry root, not these tags
-        images.forget_doubles(references)
-
-
 def _inventory(lab: hosts.Lab, workdir: Path) -> str:
     doc: dict = {"hosts": {}, "known_hosts": str(lab.known_hosts)}
     for index, host in enumerate(lab.hosts, start=1):
@@ -99,7 +87,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, docker_engine: str) -> Itera
     mirror = f"{SUBNET}.1:{MIRROR_PORT}"
     env_dir = env_dir_with_profile(workdir, "e2e",
                                    f"IMAGE_MIRROR={mirror}\nHEALTH_TIMEOUT=120\n")
-    _push_doubles(workdir)  # loads the project from env/: after it exists
+    e2e.push_doubles(workdir)  # loads the project from env/: after it exists
     with hosts.network_hosts(2, workdir / "lab", prefix="sd", subnet=SUBNET, dockerd=True,
                              insecure_registries=[mirror],
                              engine_cache=images.CACHE_DIR / "deploy-engines") as lab, \

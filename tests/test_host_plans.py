@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from invoke import MockContext
 
 from infra.errors import ConfigError
 from infra.host import packages, rootless, system
@@ -188,24 +189,12 @@ def test_cgroup_delegation() -> None:
     assert system.plan_cgroup_delegation(done).empty
 
 
-class RecordingContext:
-    """Stands in for a host only to show that a dry run touches nothing."""
-
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def run(self, command: str, **_: object) -> None:
-        self.commands.append(command)
-
-    sudo = run
-
-
 def test_dry_run_shows_and_runs_nothing() -> None:
     plan = packages.plan_remove_rootful(REMOVE_CASES[0][1])
     said: list[str] = []
-    context = RecordingContext()
+    context = MockContext(run={}, sudo={})  # records; any command would raise
     assert apply_plan(context, plan, dry=True, say=said.append)
-    assert context.commands == []
+    assert not context.run.called and not context.sudo.called  # type: ignore[attr-defined]
     assert any("dry run" in line for line in said)
     assert "sudo systemctl stop docker docker.socket" in "\n".join(said)
 

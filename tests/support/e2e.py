@@ -131,7 +131,7 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
     be reachable by that user (mode 755 parents).
     """
     cache = images.CACHE_DIR
-    port = REGISTRY_PORT if _port_free(REGISTRY_PORT) else registry.free_port()
+    port = REGISTRY_PORT if port_free(REGISTRY_PORT) else registry.free_port()
     env_dir = workdir / "env"
     env_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT_ROOT / "env" / "defaults.env", env_dir / "defaults.env")
@@ -177,7 +177,7 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
                   login if rootless else None)
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     import socket
 
     with socket.socket() as probe:
@@ -222,3 +222,15 @@ def wait_for_event(path: Path, wanted: Callable[[dict[str, Any]], bool],
             raise AssertionError(f"the run ended first: {process.communicate()}")
         time.sleep(0.05)
     raise AssertionError(f"no such event in {path} within {timeout}s")
+
+
+def push_doubles(workdir: Path) -> None:
+    """Every image double into the shared registry root (cached: usually a no-op), for hosts
+    that pull from it (the deploy labs). ``workdir``: a project whose env/ exists already."""
+    port = REGISTRY_PORT if port_free(REGISTRY_PORT) else registry.free_port()
+    with registry.local_registry(images.CACHE_DIR / "registry", port, config_dir=workdir):
+        environ = {"INFRA_ENV_DIR": str(workdir / "env"), "IMAGE_MIRROR": f"127.0.0.1:{port}",
+                   "BUILD_DIR": str(workdir / "build")}
+        references = images.ensure_doubles(load_project(None, environ=environ))
+    if port != REGISTRY_PORT:  # the hosts pull from the registry root, not these tags
+        images.forget_doubles(references)

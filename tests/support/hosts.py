@@ -32,6 +32,8 @@ from typing import Any
 from tests.support import users
 
 SSHD = "/usr/sbin/sshd"
+DEPLOY_SUBNET = "10.78.0"  # the deploy lab's namespace hosts (tests and bench/deploy.py)
+DEPLOY_MIRROR_PORT = 45124  # the registry root those hosts pull through, on the bridge
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
