@@ -43,7 +43,7 @@ def bcrypt_hash(password: str, context: str) -> str:
 def middlewares(catalogue: Catalogue, secrets: Mapping[str, str]
                 ) -> dict[str, dict[str, object]]:
     """name -> basicAuth options, for every ``auth: basic`` route of the (resolved) catalogue."""
-    from .compose import router_names
+    from .catalogue import router_names
 
     found: dict[str, dict[str, object]] = {}
     for stack in catalogue.stacks.values():

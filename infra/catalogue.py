@@ -507,6 +507,15 @@ def _yes_no(spec: Mapping[str, Any], key: str, name: str, where: str) -> bool:
     return value
 
 
+def router_names(service: Service) -> list[str]:
+    """One Traefik router name per route; unique because service names are."""
+    names = []
+    for index, route in enumerate(service.routes):
+        default = service.name if index == 0 else f"{service.name}-{index + 1}"
+        names.append(route.name or default)
+    return names
+
+
 def as_flag(value: Any) -> bool:
     """Jinja filter: a true/false setting as a boolean (``{{ ACME_ENABLED | flag }}``), by
     the settings' one rule (``settings.parse_bool``)."""

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from . import basicauth, sso
-from .catalogue import Catalogue, Route, Service, Stack, key_copy, routed_networks
+from .catalogue import Catalogue, Route, Service, Stack, key_copy, routed_networks, router_names
 from .config import Config
 from .errors import ConfigError, Problem
 from .mirror import mirror_image
@@ -41,15 +41,6 @@ CONTAINER_SECRETS = "secrets/files"
 def container_secret_file(service: Service, key: str) -> str:
     """Path, relative to the stack folder, of a secret the service reads as a file."""
     return f"{CONTAINER_SECRETS}/{service.name}/{key}"
-
-
-def router_names(service: Service) -> list[str]:
-    """One Traefik router name per route; unique because service names are."""
-    names = []
-    for index, route in enumerate(service.routes):
-        default = service.name if index == 0 else f"{service.name}-{index + 1}"
-        names.append(route.name or default)
-    return names
 
 
 def route_rule(route: Route) -> str:

@@ -105,7 +105,7 @@ def access_groups(value: str) -> list[str]:
 
 
 def forward_auth_apps(catalogue: Catalogue) -> list[ForwardAuthApp]:
-    from .compose import router_names
+    from .catalogue import router_names
 
     apps = []
     for stack in catalogue.stacks.values():

@@ -115,7 +115,7 @@ class Wiring:
         return found
 
     def _routes(self) -> list[tuple[Stack, Service, Route, str]]:
-        from .compose import router_names
+        from .catalogue import router_names
 
         result = []
         for stack in self.catalogue.stacks.values():

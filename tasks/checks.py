@@ -18,8 +18,7 @@ def check(c, stack=None, routes=True, timeout=20, json=False, profile=""):
     from rich.markup import escape
     from rich.table import Table
 
-    from infra import checks
-    from infra.bringup import facts, probes, report
+    from infra.bringup import checks, facts, probes, report
     from infra.bringup.session import helper_image
     from infra.pki import cert_paths
 

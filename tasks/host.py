@@ -28,7 +28,7 @@ def rootless_user(c: Any, user: str, config: Any) -> str:
 
 
 def apply(c: Any, plan: Any, dry: bool) -> bool:
-    from infra.host.actions import apply_plan
+    from infra.host.remote import apply_plan
 
     return apply_plan(c, plan, dry, say)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from infra.bringup import probes
+from infra.bringup.checks import RouteCheck, route_command, route_result, service_results
 from infra.bringup.probes import ProbeResult
 from infra.bringup.report import StatusRow
-from infra.checks import RouteCheck, route_command, route_result, service_results
 from tests.conftest import require, require_program
 from tests.support.registry import free_port
 

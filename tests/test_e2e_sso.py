@@ -4,7 +4,7 @@ Authentik's embedded outpost is stood in for by real nginx in a container (the N
 double), configured from OUR rendered blueprint and Authentik's contract
 (tests/support/forwardauth.py); Traefik's routing, forwardAuth and basicAuth by a stand-in that
 reads OUR rendered labels and dynamic file. The checks are the task's own: real curl, with our
-CA, and ``infra.checks``' verdicts. What only a real Authentik can prove is in the README.
+CA, and ``infra.bringup.checks``' verdicts. What only a real Authentik can prove is in the README.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import checks
+from infra.bringup import checks
 from infra.render import render_stacks
 from tests.conftest import PROJECT_ROOT, require_program
 from tests.support import forwardauth, images

@@ -11,8 +11,9 @@ from invoke import MockContext
 
 from infra.errors import ConfigError
 from infra.host import packages, rootless, system
-from infra.host.actions import Run, Write, apply_plan
+from infra.host.actions import Run, Write
 from infra.host.facts import Passwd, SubIdRange
+from infra.host.remote import apply_plan
 from tests.conftest import require
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from invoke import Context
 from infra.catalogue import Catalogue, load_raw, resolve
 from infra.errors import ConfigError
 from infra.host import storage as st
-from infra.host.actions import apply_plan
+from infra.host.remote import apply_plan
 
 STACKS = {
     "loki": """

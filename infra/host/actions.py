@@ -1,17 +1,13 @@
 """Plans as data: an Action is a description plus the steps that carry it out.
 
 Planners compare facts with the desired state and return only the actions still needed, so a
-plan is empty when the host is already right. ``apply_plan`` shows every action and, unless dry,
-runs it through the context.
+plan is empty when the host is already right. Running one is ``remote.apply_plan``'s: it
+shows every action and, unless dry, runs it through the context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from ..errors import InfraError
 
 
 @dataclass(frozen=True)
@@ -78,43 +74,3 @@ class PlanBuilder:
 
     def build(self) -> Plan:
         return Plan(self.title, tuple(self.actions), tuple(self.notes))
-
-
-class StepFailed(InfraError):
-    def __init__(self, step: Step, output: str):
-        super().__init__(f"step failed: {step}\n{output.strip()}")
-
-
-def apply_plan(c: Any, plan: Plan, dry: bool, say: Callable[[str], None],
-               is_root: bool | None = None) -> bool:
-    """Show the plan and run it unless ``dry``; True when something was (or would be) done."""
-    from ..interrupt import current, track
-    from .remote import is_root as probe_root
-    from .remote import run_step
-
-    for note in plan.notes:
-        say(f"note: {note}")
-    if plan.empty:
-        say(f"{plan.title}: nothing to do")
-        return False
-    dry_note = " (dry run: nothing changed)" if dry else ""
-    say(f"{plan.title}: {len(plan.actions)} action(s){dry_note}")
-    root = probe_root(c) if is_root is None and not dry else bool(is_root)
-    # interrupted (infra.interrupt): the action running finishes its current step only if
-    # that step is one command; nothing new starts; an action is idempotent, so the next run
-    # redoes what was cut off. A task that tracks its own steps (host.prepare) keeps them.
-    tracked = current().steps
-    steps = tracked or track([a.description for a in plan.actions])
-    for action in plan.actions:
-        if tracked is None:
-            steps.begin(action.description)
-        else:
-            current().check()
-        say(f"  - {action.description}")
-        for step in action.steps:
-            say(f"      {step}")
-            if not dry:
-                run_step(c, step, root)
-    if tracked is None and steps.running:
-        steps.finish(steps.running)
-    return True

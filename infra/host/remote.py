@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import InfraError
 from ..fsutil import atomic_write
-from .actions import Run, Step, StepFailed, Write
+from .actions import Plan, Run, Step, Write
 
 MISSING = 3  # exit code of read_text's probe when the file does not exist
 
@@ -59,6 +61,9 @@ def as_user(command: str, user: str, current_user: str, current_is_root: bool) -
     if current_is_root:
         return f"su - {shlex.quote(user)} -s /bin/sh -c {shlex.quote(command)}"
     return f"sudo -H -u {shlex.quote(user)} /bin/sh -lc {shlex.quote(command)}"
+
+
+_login_is_root = is_root  # apply_plan's parameter of that name hides it
 
 
 def run_step(c: Any, step: Step, root: bool) -> None:
@@ -114,3 +119,41 @@ def put_text(c: Any, path: str, text: str, mode: int = 0o644, sudo: bool = False
                             hide=True, warn=True, in_stream=False)
     if not result.ok:
         raise StepFailed(Write(path, text, mode, sudo, owner), result.stderr or result.stdout)
+
+
+class StepFailed(InfraError):
+    def __init__(self, step: Step, output: str):
+        super().__init__(f"step failed: {step}\n{output.strip()}")
+
+
+def apply_plan(c: Any, plan: Plan, dry: bool, say: Callable[[str], None],
+               is_root: bool | None = None) -> bool:
+    """Show the plan and run it unless ``dry``; True when something was (or would be) done."""
+    from ..interrupt import current, track
+
+    for note in plan.notes:
+        say(f"note: {note}")
+    if plan.empty:
+        say(f"{plan.title}: nothing to do")
+        return False
+    dry_note = " (dry run: nothing changed)" if dry else ""
+    say(f"{plan.title}: {len(plan.actions)} action(s){dry_note}")
+    root = _login_is_root(c) if is_root is None and not dry else bool(is_root)
+    # interrupted (infra.interrupt): the action running finishes its current step only if
+    # that step is one command; nothing new starts; an action is idempotent, so the next run
+    # redoes what was cut off. A task that tracks its own steps (host.prepare) keeps them.
+    tracked = current().steps
+    steps = tracked or track([a.description for a in plan.actions])
+    for action in plan.actions:
+        if tracked is None:
+            steps.begin(action.description)
+        else:
+            current().check()
+        say(f"  - {action.description}")
+        for step in action.steps:
+            say(f"      {step}")
+            if not dry:
+                run_step(c, step, root)
+    if tracked is None and steps.running:
+        steps.finish(steps.running)
+    return True

@@ -12,9 +12,9 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .bringup.probes import ProbeResult
-from .bringup.report import StatusRow, route_url
-from .catalogue import SSO_STACK, Catalogue
+from ..catalogue import SSO_STACK, Catalogue
+from .probes import ProbeResult
+from .report import StatusRow, route_url
 
 REDIRECTS = {301, 302, 303, 307, 308}
 DISCOVERY = "oidc"  # the auth mode of a check of an OIDC client's discovery document
