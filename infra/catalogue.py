@@ -516,6 +516,19 @@ def router_names(service: Service) -> list[str]:
     return names
 
 
+def dependents(catalogue: Catalogue, name: str) -> set[str]:
+    """Every stack that needs ``name``, transitively."""
+    found: set[str] = set()
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for other in catalogue.stacks.values():
+            if current in other.depends_on and other.name not in found:
+                found.add(other.name)
+                frontier.append(other.name)
+    return found
+
+
 def as_flag(value: Any) -> bool:
     """Jinja filter: a true/false setting as a boolean (``{{ ACME_ENABLED | flag }}``), by
     the settings' one rule (``settings.parse_bool``)."""

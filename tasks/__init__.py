@@ -8,11 +8,23 @@ keeps ``invoke --list`` instant.
 
 from invoke import Collection
 
-from . import certs, checks, config, deploy, dev, doctor, host, lifecycle, registry, stacks
+from . import (
+    certs,
+    checks,
+    config,
+    deploy,
+    dev,
+    doctor,
+    history,
+    host,
+    lifecycle,
+    registry,
+    stacks,
+)
 from . import docker as docker_tasks
 
 ns = Collection()
-for module in (stacks, lifecycle, checks, deploy, dev, doctor):
+for module in (stacks, lifecycle, checks, deploy, history, dev, doctor):
     for root_task in module.ROOT_TASKS:
         ns.add_task(root_task)
 for module in (config, certs, host, docker_tasks, registry):

@@ -26,9 +26,11 @@ ROOT_TASKS: list = []
     "jobs": "stacks brought up at once on each host when independent (default 4)",
     "events": "also write each state change as a JSON line to this file ('-': standard "
               "output; infra/events.py, each with its host)",
+    "no_rollback": "keep a stack whose change failed its health gate as it is (for "
+                   "debugging), instead of returning it to its last healthy revision",
 }, interrupts="poll")
 def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, events="",
-           profile=""):
+           no_rollback=False, profile=""):
     """Render per host, upload what changed, bring its stacks up health-gated; hosts in parallel.
 
     Prints a table of host, stacks, result, uploads and time; a host that cannot be reached or
@@ -90,6 +92,7 @@ def deploy(c, host=None, all=False, stack=None, dry=False, timeout=0, jobs=4, ev
             say(target.name, f"-> {target.host.user}@{target.host.address}:{target.host.port} "
                              f"stacks {', '.join(per_target[target.name])}")
     options = run.DeployOptions(timeout=int(timeout), dry=dry, jobs=max(1, int(jobs)),
+                                rollback=not no_rollback,
                                 progress_for=progress_for)
     if live is not None:
         with live:

@@ -37,14 +37,26 @@ def _engine_host(c: Any) -> Any:
 
 
 def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool,
-             timeout: int = 0, jobs: int = 4) -> tuple[Job, Planned]:
+             timeout: int = 0, jobs: int = 4, rollback: bool = True) -> tuple[Job, Planned]:
     """The run (stacks rendered, written unless dry) and its plan against the engine."""
     from infra.bringup import plan, session
     from infra.bringup.run import Job, plan_run
 
     names = plan.select_stacks(project.catalogue, stack, no_deps)
-    job = Job.of(project, session.prepare_stacks(project, names, write=not dry), timeout, jobs)
+    job = Job.of(project, session.prepare_stacks(project, names, write=not dry), timeout, jobs,
+                 rollback=rollback, restore=_restore_here(project))
     return job, plan_run(c, job)
+
+
+def _restore_here(project: Project) -> Any:
+    """A rollback's files, written where this machine's rendered stacks are."""
+    from infra.render import stack_output_dir, write_stack
+
+    def restore(name: str, files: Any) -> None:
+        config = project.config
+        write_stack(stack_output_dir(config, name), dict(files), config.build_dir)
+
+    return restore
 
 
 @infra_task(iterable=["stack"], help={
@@ -55,9 +67,16 @@ def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, d
     "jobs": "stacks brought up at the same time when independent (default 4; 1: one by one)",
     "events": "also write each state change as a JSON line to this file ('-': standard "
               "output; the shape is in infra/events.py)",
+    "no_rollback": "keep a stack whose change failed its health gate as it is (for "
+                   "debugging), instead of returning it to its last healthy revision",
 }, interrupts="poll")
-def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", profile=""):
+def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", no_rollback=False,
+       profile=""):
     """Bring the stacks up in dependency order, each one health-gated.
+
+    Every stack it changes gets a revision in the deploy history (invoke history). A stack
+    that was healthy and fails its gate after a change goes back to its last healthy
+    revision, and the run still fails, saying both (--no-rollback: keep the failed change).
 
     Ctrl-C or SIGTERM: nothing new starts, what runs stops, and it says what finished, what
     was cut off and what never started; the same command resumes (exit 130, or 143)."""
@@ -78,7 +97,8 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", pr
         cert_steps = ensure_certificates(c, project, dry)
         cancel.check()
         stream.emit("step", step="plan", state="started")
-        job, planned = _plan_up(c, project, stack or None, no_deps, dry, timeout, jobs)
+        job, planned = _plan_up(c, project, stack or None, no_deps, dry, timeout, jobs,
+                                not no_rollback)
         cancel.check()
     except Interrupted as exc:
         exc.report = Report((), (), tuple(everything))  # type: ignore[attr-defined]

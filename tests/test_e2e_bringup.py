@@ -464,16 +464,21 @@ def test_down_and_up_dry_touch_nothing(lab: e2e.Lab) -> None:
     assert _ids(lab) == before
 
 
-def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
-                                                                tmp_path: Path) -> None:
+def _load_broken_minio(lab: e2e.Lab) -> None:
+    """The MinIO double that never becomes healthy, as stackyard-test/broken-minio:1, in the
+    private engine only (docker load): tag it as the pin a test runs with."""
     spec = next(s for s in images.double_specs(lab.project)
                 if s.upstream == lab.project.config["MINIO_IMAGE"])
-    # the broken double replaces MinIO's image in the private engine only (docker load)
     images.build_double(["docker"], spec, reference="stackyard-test/broken-minio:1",
                         broken=True)
     saved = subprocess.run(["docker", "save", "stackyard-test/broken-minio:1"],
                            capture_output=True, check=True).stdout
     subprocess.run([*lab.engine.cli, "load"], input=saved, capture_output=True, check=True)
+
+
+def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
+                                                                tmp_path: Path) -> None:
+    _load_broken_minio(lab)
     # under a tag of its own (MINIO_IMAGE for this run only): nothing that pulls or tags the
     # mirror's MinIO meanwhile can swap the broken image back for the good one
     broken_pin = lab.project.config["MINIO_IMAGE"] + "-broken"
@@ -497,6 +502,73 @@ def test_a_double_that_never_becomes_healthy_stops_the_bring_up(lab: e2e.Lab,
         assert containers[("traefik", "traefik")]["state"] == "running"  # stays up
     finally:
         lab.docker("rmi", mirror_image(broken_pin, lab.mirror), check=False)
+    healed = lab.invoke("up")
+    assert healed.returncode == 0, healed.stdout[-4000:]
+
+
+def _image_of(lab: e2e.Lab, container: str) -> str:
+    return lab.docker("inspect", "--format", "{{.Image}}", container).strip()
+
+
+def _history(lab: e2e.Lab, stack: str) -> list[dict]:
+    shown = lab.invoke("history", "--stack", stack, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)["revisions"]
+
+
+def test_a_failed_change_rolls_back_and_rollback_brings_back_a_revision(lab: e2e.Lab) -> None:
+    """minio runs v1; v3 never becomes healthy: `up` returns it to v1 by itself (its image ID
+    again, exit 1, both in the history); v2 is good; `rollback` brings v1 back."""
+    _load_broken_minio(lab)
+    pin = lab.project.config["MINIO_IMAGE"]
+    v2, v3 = pin + "-v2", pin + "-broken3"
+    lab.docker("tag", "stackyard-test/broken-minio:1", mirror_image(v3, lab.mirror))
+    lab.docker("tag", mirror_image(pin, lab.mirror), mirror_image(v2, lab.mirror))
+    try:
+        assert lab.invoke("up", "--stack", "minio", "--no-deps").returncode == 0
+        v1_image = _image_of(lab, "minio-minio-1")
+        before = _history(lab, "minio")
+        failed = lab.invoke("up", "--stack", "minio", "--no-deps", "--timeout", "20",
+                            env={"MINIO_IMAGE": v3})
+        text = failed.stdout + failed.stderr
+        assert failed.returncode == 1, text[-3000:]
+        assert "minio/minio: not healthy" in text and "rolled back to revision" in text, text
+        assert failed.stderr.strip().splitlines()[-1].startswith("fix: "), failed.stderr
+        assert _image_of(lab, "minio-minio-1") == v1_image  # v1's image runs again
+        assert lab.containers()[("minio", "minio")]["health"] == "healthy"
+        after = _history(lab, "minio")[len(before):]
+        assert [(r["action"], r["result"]) for r in after] == [
+            ("up", "failed"), ("auto-rollback", "healthy")], after
+        assert after[1]["restored"] == before[-1]["rev"]
+        assert after[0]["images"][0]["reference"].endswith(v3.rsplit(":", 1)[1])
+
+        good = lab.invoke("up", "--stack", "minio", "--no-deps", env={"MINIO_IMAGE": v2})
+        assert good.returncode == 0, good.stdout[-3000:]
+        v2_revision = _history(lab, "minio")[-1]
+        assert v2_revision["result"] == "healthy" and v2_revision["kept"]
+        to = str(before[-1]["rev"])
+        dry = lab.invoke("rollback", "--stack", "minio", "--to", to, "--dry")
+        assert dry.returncode == 0 and "nothing changed" in dry.stdout, dry.stdout
+        assert _history(lab, "minio")[-1]["rev"] == v2_revision["rev"]
+        back = lab.invoke("rollback", "--stack", "minio", "--to", to)
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert f"revision {to} is back and healthy" in back.stdout
+        rolled = _history(lab, "minio")[-1]
+        assert (rolled["action"], rolled["result"], rolled["restored"]) == (
+            "rollback", "healthy", int(to))
+        running = lab.docker("inspect", "--format", "{{.Config.Image}}", "minio-minio-1")
+        assert running.strip() == mirror_image(pin, lab.mirror)
+
+        for args, says in ((("--stack", "minio", "--to", "999"), "has no revision 999"),
+                           (("--stack", "nosuch"), "unknown stack nosuch"),
+                           (("--stack", "minio", "--host", "nobox"), "not in env/inventory")):
+            refused = lab.invoke("rollback", *args)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert says in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert _history(lab, "minio")[-1]["rev"] == rolled["rev"]  # nothing recorded
+    finally:
+        for tag in (v2, v3):
+            lab.docker("rmi", mirror_image(tag, lab.mirror), check=False)
     healed = lab.invoke("up")
     assert healed.returncode == 0, healed.stdout[-4000:]
 

@@ -108,3 +108,17 @@ def helper_run(image: str, script: str, network: str = "none",
     parts += [f"--mount {q(f'type=bind,source={s},target={t},readonly')}" for s, t in binds]
     parts += ["--entrypoint sh", q(image), "-c", q(script)]
     return " ".join(parts)
+
+
+def stack_images(project: str) -> str:
+    """For a compose project: a line per container (``container``, service, the image
+    reference it was created from, the image ID), then one per image (``image``, ID, its
+    registry digests): what the deploy history records (facts.parse_stack_images)."""
+    label = q(f"com.docker.compose.project={project}")
+    fmt = q('container\t{{index .Config.Labels "com.docker.compose.service"}}\t'
+            '{{.Config.Image}}\t{{.Image}}')
+    image_fmt = q('image\t{{.Id}}\t{{join .RepoDigests ","}}')
+    return (f"ids=$(docker ps -aq --filter label={label}); [ -n \"$ids\" ] || exit 0; "
+            f"docker inspect --format {fmt} $ids && "
+            f"docker image inspect --format {image_fmt} "
+            "$(docker inspect --format '{{.Image}}' $ids | sort -u)")

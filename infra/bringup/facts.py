@@ -123,3 +123,31 @@ def read_engine_state(c: Any) -> tuple[list[ContainerFact], dict[str, str]]:
     if not result.ok or not found:
         raise _unreachable("containers and networks", result.stderr)
     return parse_containers(containers_text), parse_networks(networks_text)
+
+
+def parse_stack_images(text: str) -> list[tuple[str, str, str, str]]:
+    """``commands.stack_images`` output: (service, reference, image ID, registry digest) per
+    service, the digest of the reference's own repository when the image has several."""
+    containers, digests = [], {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition("\t")
+        parts = rest.split("\t")
+        if kind == "container" and len(parts) == 3:
+            containers.append(parts)
+        elif kind == "image" and len(parts) == 2:
+            digests[parts[0]] = [d for d in parts[1].split(",") if "@sha256:" in d]
+    found = {}
+    for service, reference, image_id in containers:
+        repository = _repository(reference)
+        known = digests.get(image_id, [])
+        digest = next((d for d in known if d.split("@", 1)[0] == repository),
+                      known[0] if known else "")
+        found[service] = (service, reference, image_id, digest)
+    return [found[s] for s in sorted(found)]
+
+
+def _repository(reference: str) -> str:
+    """``registry/path:tag@digest`` without its tag and digest."""
+    name = reference.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]

@@ -104,13 +104,14 @@ def _up_step(stack: Stack, digest: str, files: Mapping[str, str], record: StackR
                          + (" ..." if len(changed_files) > 4 else ""),
                          recreate=services_mounting(stack, changed_files),
                          changed_files=changed_files)
-    problem = _service_problem(stack, containers)
+    problem = service_problem(stack, containers)
     if problem:
         return StackStep(stack.name, UPDATE, problem)
     return StackStep(stack.name, SKIP, "unchanged")
 
 
-def _service_problem(stack: Stack, containers: Sequence[ContainerFact]) -> str:
+def service_problem(stack: Stack, containers: Sequence[ContainerFact]) -> str:
+    """What keeps the stack's running containers from being right ('' when nothing)."""
     by_service = {c.service: c for c in containers}
     for service in stack.services:
         fact = by_service.get(service.name)

@@ -9,7 +9,14 @@ from ..catalogue import Catalogue
 from .facts import ContainerFact
 from .ownership import OwnershipChange
 from .plan import DownPlan, UpPlan
-from .schedule import BLOCKED, FAILED, NOT_STARTED, ServiceFailure, StackOutcome
+from .schedule import (
+    BLOCKED,
+    FAILED,
+    NOT_STARTED,
+    ROLLED_BACK,
+    ServiceFailure,
+    StackOutcome,
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,9 @@ PORT_FIX = ("stop what holds the port (`ss -ltnp`), or give the service another 
             "(its *_PORT setting); then run `invoke up` again")
 UNHEALTHY_FIX = ("read the health output and log lines above; fix the service's "
                  "configuration or its data, then run `invoke up` again")
+ROLLBACK_FIX = ("the change that failed is still in your settings: fix it or undo it, then run "
+                "`invoke up` again (`invoke history --stack NAME` shows both revisions; "
+                "`--no-rollback` keeps a failed change up for debugging)")
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,10 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
     ports: dict[str, list[str]] = {}
     unhealthy: list[tuple[str, ServiceFailure]] = []
     other: list[str] = []
+    rollbacks = [f"{o.stack}: {o.detail.rpartition('; ')[2]}" for o in outcomes.values()
+                 if o.status == ROLLED_BACK]
     for outcome in outcomes.values():
-        if outcome.status != FAILED:
+        if outcome.status not in (FAILED, ROLLED_BACK):
             continue
         evidence = [(f.service, f"{f.health_output}\n{outcome.detail}") for f in outcome.failures]
         evidence = evidence or [("", outcome.detail)]
@@ -183,7 +195,7 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
             else:
                 other.append(f"{outcome.stack}: {outcome.detail}")
     blocked = [(n, o.detail) for n, o in outcomes.items() if o.status in (BLOCKED, NOT_STARTED)]
-    if not (pulls or ports or unhealthy or other or blocked):
+    if not (pulls or ports or unhealthy or other or blocked or rollbacks):
         return None
     lines: list[str] = []
     fixes: list[str] = []
@@ -209,6 +221,10 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
         causes.append(", ".join(f"{s}/{f.service} not healthy" for s, f in unhealthy))
     lines += other
     causes += other
+    if rollbacks:
+        lines += rollbacks
+        causes.append("rolled back: " + ", ".join(r.split(":", 1)[0] for r in rollbacks))
+        fixes.append(ROLLBACK_FIX)
     if blocked:
         waiting = ", ".join(n for n, _ in blocked)
         reasons = sorted({d for _, d in blocked})

@@ -20,6 +20,8 @@ from typing import Any
 
 HEALTHY, UNCHANGED, FAILED, BLOCKED, NOT_STARTED, INTERRUPTED = (
     "healthy", "unchanged", "failed", "blocked", "not started", "interrupted")
+# a failed change whose stack went back to its last healthy revision: up, but the run failed
+ROLLED_BACK = "rolled back"
 GRACE = 1.2  # seconds the running stacks get to stop once interrupted (the user waits <= 2 s)
 WAITING, STARTING = "waiting", "starting"
 OK_STATES = {HEALTHY, UNCHANGED}
@@ -173,7 +175,7 @@ def run_in_order(order: Sequence[str], depends_on: Mapping[str, Sequence[str]],
     finally:
         # an interrupted run does not wait for threads still stopping (the task exits)
         pool.shutdown(wait=deadline is None, cancel_futures=True)
-    failed = {n for n, o in outcomes.items() if o.status in (FAILED, BLOCKED)}
+    failed = {n for n, o in outcomes.items() if o.status in (FAILED, BLOCKED, ROLLED_BACK)}
     for name in order:
         if name in outcomes:
             continue

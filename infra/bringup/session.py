@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 class PreparedStack:
     name: str
     target: ComposeTarget
-    files: Mapping[str, str]  # relative path -> sha256
+    files: Mapping[str, str]  # relative path -> sha256 (and the key files' state)
     digest: str
+    # relative path -> content, as rendered: what the history keeps of a healthy revision
+    contents: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 def prepare_stacks(project: Project, names: Sequence[str], write: bool = True
@@ -40,13 +42,19 @@ def prepared_stack(rendered: Any, keys: str, directory: str | Path) -> PreparedS
     """A rendered stack as the bring-up sees it, its files in ``directory`` (here, or on a
     deployed host): the hash of each file, its key files' state, and the one digest of
     both that the run state records."""
-    files = {str(k): sha256_hex(v) for k, v in rendered.files.items()}
+    return stack_of(rendered.name, rendered.files, keys, directory)
+
+
+def stack_of(name: str, contents: Mapping[str, str], keys: str, directory: str | Path
+             ) -> PreparedStack:
+    """A stack's files (relative path -> content) in ``directory``, as the bring-up sees
+    them: rendered now, or brought back from the history by a rollback."""
+    files = {str(k): sha256_hex(v) for k, v in contents.items()}
     if keys:
         files[KEYS_STATE] = keys
     where = Path(directory)
-    return PreparedStack(rendered.name, ComposeTarget(project_name(rendered.name), where,
-                                                      where / COMPOSE_FILE),
-                         files, combined_digest(files))
+    return PreparedStack(name, ComposeTarget(project_name(name), where, where / COMPOSE_FILE),
+                         files, combined_digest(files), dict(contents))
 
 
 def mirrored(image: str, mirror: str) -> str:

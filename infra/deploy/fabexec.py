@@ -6,6 +6,8 @@
 - Tasks with a ``stack`` option act on that host's stacks unless ``--stack`` is given, and
   every task loads the configuration that host deploys with: its inventory overrides and
   DATA_ROOT (``infra.deploy.run.host_task_layer``), a layer of its configuration.
+- ``rollback`` and ``history`` run here once per ``-H`` host, with it as their ``--host``: they
+  reach the host themselves (a host's history is kept on this machine).
 - ``deploy`` is not run once per host, one after another (stock fab's behaviour): the host list
   becomes its ``--host`` option and the task runs once, deploying every host in parallel.
   So ``fab -H a,b deploy`` and ``invoke deploy --host a --host b`` run the same body.
@@ -20,6 +22,8 @@ from fabric.tasks import ConnectionCall
 from invoke import Call, Task
 
 PARALLEL_TASKS = {"deploy"}
+# run once, here, for the -H host (``--host``): they reach the host themselves, over SSH
+ONCE_FOR_THE_HOST = {"rollback", "history"}
 
 
 class InventoryCall(ConnectionCall):
@@ -63,7 +67,12 @@ class InventoryExecutor(Executor):  # type: ignore[misc]
             kept = []
             for call in calls:
                 call = Call(task=call) if isinstance(call, Task) else call
-                if call.task.name in PARALLEL_TASKS:
+                if call.task.name in ONCE_FOR_THE_HOST:
+                    for host in hosts:  # each run here, for that host (its --host)
+                        own = call.clone()
+                        own.kwargs = {**call.kwargs, "host": host}
+                        kept.extend(super().expand_calls([own], apply_hosts=False))
+                elif call.task.name in PARALLEL_TASKS:
                     given = list(call.kwargs.get("host") or [])
                     call.kwargs["host"] = given + [h for h in hosts if h not in given]
                     # run once, locally; the task itself connects to every host in parallel

@@ -14,6 +14,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import HostLayer
 from ..inventory import Host
@@ -73,6 +74,13 @@ def host_layer(host: Host, local_build: Path, layout: RemoteLayout,
 
 def local_build_dir(build_dir_setting: Path) -> Path:
     return Path(os.path.abspath(build_dir_setting))
+
+
+def host_state_dir(config: Any, host: str) -> Path:
+    """Where the run state and the history of ``host``'s deploys are kept, on this machine
+    (the build_dir its host layer gives: BUILD_DIR/hosts/<host>/<profile>)."""
+    return (local_build_dir(config.path("BUILD_DIR")) / "hosts" / host
+            / (config.profile or "default"))
 
 
 def rootless_login_problem(host: str, socket: str, login_uid: str, socket_owner: str) -> str:

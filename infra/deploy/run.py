@@ -32,6 +32,7 @@ class DeployOptions:
     timeout: int = 0  # seconds per stack; 0: HEALTH_TIMEOUT
     dry: bool = False
     jobs: int = 4  # stacks brought up at once on a host, when independent
+    rollback: bool = True  # a failed change goes back to the stack's last healthy revision
     # a host's progress (stacks, and their services from compose's events): the live view
     progress_for: Callable[[str], Any] | None = None
 
@@ -100,6 +101,34 @@ def deploy_host(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     return result
 
 
+def host_project(conn: Any, target: Target, base: Any) -> tuple[Any, lay.RemoteLayout]:
+    """The project as ``target`` sees it (its configuration layer) and where its files are
+    there. Reads the login's HOME and uid, which is also the connection check."""
+    socket = target.host.docker_socket if target.host.rootless else ""
+    home, uid, owner = probe_login(conn, socket)
+    problem = lay.rootless_login_problem(target.name, socket, uid, owner)
+    if problem:
+        raise InfraError(problem)
+    root_setting = target.host.settings.get("DEPLOY_ROOT") or base.config.get("DEPLOY_ROOT")
+    remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
+    project = base.for_host(lay.host_layer(
+        target.host, lay.local_build_dir(base.config.path("BUILD_DIR")), remote))
+    return project, remote
+
+
+def remote_restore(conn: Any, remote: lay.RemoteLayout) -> Callable[[str, Mapping[str, str]],
+                                                                     None]:
+    """A rollback's files (stack, relative path -> content) put in the stack's folder on the
+    host: what differs is uploaded, what the revision did not have is removed."""
+    def restore(name: str, files: Mapping[str, str]) -> None:
+        directory = remote.stack_dir(name)
+        wanted = upload.stack_files(directory, files)
+        upload.apply_upload(conn, upload.plan_upload(
+            wanted, upload.read_remote_checksums(conn, [directory]), [directory]))
+
+    return restore
+
+
 class _Stopped(Exception):
     """Raised between a host's steps once the run is interrupted."""
 
@@ -111,19 +140,12 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     from ..bringup.ownership import keys_state
     from ..bringup.run import Job, apply_run, plan_run
     from ..bringup.session import prepared_stack
+    from ..history import DEPLOY
     from ..render import render_stacks
 
-    socket = target.host.docker_socket if target.host.rootless else ""
     step("connecting")
-    home, uid, owner = probe_login(conn, socket)
-    problem = lay.rootless_login_problem(target.name, socket, uid, owner)
-    if problem:
-        raise InfraError(problem)
-    root_setting = target.host.settings.get("DEPLOY_ROOT") or base.config.get("DEPLOY_ROOT")
-    remote = lay.RemoteLayout(lay.deploy_root(root_setting, home, uid))
+    project, remote = host_project(conn, target, base)
     step("rendering")
-    project = base.for_host(lay.host_layer(
-        target.host, lay.local_build_dir(base.config.path("BUILD_DIR")), remote))
     rendered = render_stacks(project, names=list(stacks), write=not options.dry)
     say(target.name, f"rendered {', '.join(stacks)} for {remote.root} "
                      f"({time.monotonic() - begin:.1f}s)")
@@ -162,7 +184,8 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
 
     job = Job.of(project, {n: prepared_stack(rendered[n], keys_state(project.catalogue[n], local),
                                              remote.stack_dir(n)) for n in stacks},
-                 options.timeout, options.jobs)
+                 options.timeout, options.jobs, action=DEPLOY, rollback=options.rollback,
+                 restore=remote_restore(conn, remote))
     step("reading the engine")
     planned = plan_run(conn, job)
     planned = replace(planned, up_plan=_recreate_for_changed_files(
