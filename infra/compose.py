@@ -176,7 +176,10 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def service_document(stack: Stack, service: Service, catalogue: Catalogue,
                      config: Config) -> dict[str, Any]:
-    doc: dict[str, Any] = {"image": mirror_image(service.image, config.get("IMAGE_MIRROR"))}
+    from .updates import lock_of  # env/images.lock: the digest each pinned tag resolved to
+
+    image = lock_of(config.env_dir).pinned(service.image)
+    doc: dict[str, Any] = {"image": mirror_image(image, config.get("IMAGE_MIRROR"))}
     if service.entrypoint is not None:
         doc["entrypoint"] = list(service.entrypoint)
     if service.command is not None:

@@ -1,8 +1,9 @@
-"""Layered configuration: defaults < profile < generated secrets < process environment <
-host.
+"""Layered configuration: defaults < pins < profile < generated secrets < process
+environment < host.
 
 ``env/defaults.env`` is the list of settings. A profile (``env/<name>.env``) may only change
-keys that exist there. The process environment overrides any known key. Secrets live in
+keys that exist there; ``env/pins.env`` (written by ``invoke update`` when no profile is
+active) only image pins. The process environment overrides any known key. Secrets live in
 ``env/secrets.env``; templates never see them (see ``Config.public``). The host layer is an
 inventory host's (``env/inventory.yaml``): its overrides, then the paths a deploy decides
 there (``HostLayer``, applied by ``Config.for_host``).
@@ -25,7 +26,8 @@ from .settings import check_value, parse_bool, unsafe_problems
 PROFILE_ENV_VAR = "INFRA_PROFILE"
 DEFAULTS_FILE = "defaults.env"
 SECRETS_FILE = "secrets.env"
-RESERVED_PROFILES = {"defaults", "secrets", "inventory", "acme"}
+RESERVED_PROFILES = {"defaults", "secrets", "inventory", "acme", "pins"}
+PINS_FILE = "pins.env"  # image pins `invoke update` wrote (no profile active): over defaults
 ACME_CREDENTIALS_FILE = "acme.env"  # the default of ACME_CREDENTIALS_PATH, in the env folder
 PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -34,7 +36,7 @@ PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 class Setting:
     key: str
     value: str
-    source: str  # default | profile | secret | environment | host
+    source: str  # default | pins | profile | secret | environment | host
     origin: str  # file:line, or $NAME for the environment
     secret: bool = False
 
@@ -183,6 +185,7 @@ def load_config(
         e.key: Setting(e.key, e.value, "default", f"{e.file}:{e.line}") for e in defaults
     }
 
+    problems += _apply_pins(env_dir, project_root, merged)
     if profile:
         problems += _apply_profile(profile, env_dir, project_root, merged)
 
@@ -221,6 +224,22 @@ def load_config(
                                        secret=True)
     return Config(profile, project_root, env_dir, merged, tuple(generated),
                   defaults={e.key: e.value for e in defaults})
+
+
+def _apply_pins(env_dir: Path, root: Path, merged: dict[str, Setting]) -> list[Problem]:
+    """``env/pins.env``: image pins only (``*_IMAGE``), over the defaults, under a profile."""
+    path = env_dir / PINS_FILE
+    if not path.is_file():
+        return []
+    entries, problems = read_env_file(path, _display(path, root))
+    for entry in entries:
+        if entry.key not in merged or not entry.key.endswith("_IMAGE"):
+            problems.append(Problem("only image pins (*_IMAGE settings) belong here",
+                                    key=entry.key, file=entry.file, line=entry.line,
+                                    fix="move this line to a profile (env/<name>.env)"))
+            continue
+        merged[entry.key] = Setting(entry.key, entry.value, "pins", f"{entry.file}:{entry.line}")
+    return problems
 
 
 def _apply_profile(profile: str, env_dir: Path, root: Path, merged: dict[str, Setting]

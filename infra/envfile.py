@@ -99,3 +99,17 @@ def format_env(values: dict[str, str], header: str = "") -> str:
 
 def _is_plain(value: str) -> bool:
     return all(ch.isalnum() or ch in "-_./:@+,=%" for ch in value)
+
+
+def with_values(text: str, values: dict[str, str]) -> str:
+    """``text`` (an env file) with each key of ``values`` set: its line replaced in place
+    (the last one, which wins), or appended; comments and every other line kept."""
+    lines = text.splitlines()
+    pending = dict(values)
+    for index in range(len(lines) - 1, -1, -1):
+        key = lines[index].split("=", 1)[0].strip()
+        if key in pending and "=" in lines[index] and not lines[index].lstrip().startswith("#"):
+            lines[index] = format_env({key: pending.pop(key)}).rstrip("\n")
+    if pending:
+        lines.append(format_env(pending).rstrip("\n"))
+    return "\n".join(lines) + "\n"

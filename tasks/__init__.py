@@ -20,14 +20,15 @@ from . import (
     lifecycle,
     registry,
     stacks,
+    updates,
 )
 from . import docker as docker_tasks
 
 ns = Collection()
-for module in (stacks, lifecycle, checks, deploy, history, dev, doctor):
+for module in (stacks, lifecycle, checks, deploy, history, updates, dev, doctor):
     for root_task in module.ROOT_TASKS:
         ns.add_task(root_task)
-for module in (config, certs, host, docker_tasks, registry):
+for module in (config, certs, host, docker_tasks, registry, updates):
     ns.add_collection(module.ns)
 for module in (lifecycle,):
     for sub in getattr(module, "COLLECTIONS", ()):

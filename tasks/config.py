@@ -43,7 +43,8 @@ def show(c, profile="", reveal_origin=False, json=False):
 
 @infra_task(help={"json": "print the result as JSON (ok, warnings) for scripts"})
 def check(c, profile="", json=False):
-    """Validate configuration, catalogue and image contracts; warn on pins not verified."""
+    """Validate configuration, catalogue and image contracts; warn on pins not verified and
+    on an image lock (env/images.lock) that no longer matches the pins."""
     import json as json_module
 
     from infra.contracts import contracts_dir, load_contracts, pin_drift
@@ -57,6 +58,14 @@ def check(c, profile="", json=False):
     desired_settings(config.public, rootless=config.flag("ROOTLESS"))
     contracts = load_contracts(contracts_dir(project.root))
     warnings = pin_drift(contracts, config.public)
+    from infra import updates
+    from infra.errors import Problem
+
+    if updates.lock_path(config.env_dir).is_file():  # a lock must match the pins
+        lock = updates.read_lock(config.env_dir)
+        warnings += [Problem(text, file=str(updates.lock_path(config.env_dir)),
+                             fix="run `invoke pins.lock` to write it again")
+                     for text in updates.lock_problems(lock, updates.pinned_images(project))]
     if json:
         print(json_module.dumps({
             "v": 1, "kind": "config.check",

@@ -37,14 +37,15 @@ def _engine_host(c: Any) -> Any:
 
 
 def _plan_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool, dry: bool,
-             timeout: int = 0, jobs: int = 4, rollback: bool = True) -> tuple[Job, Planned]:
+             timeout: int = 0, jobs: int = 4, rollback: bool = True, action: str = "up"
+             ) -> tuple[Job, Planned]:
     """The run (stacks rendered, written unless dry) and its plan against the engine."""
     from infra.bringup import plan, session
     from infra.bringup.run import Job, plan_run
 
     names = plan.select_stacks(project.catalogue, stack, no_deps)
     job = Job.of(project, session.prepare_stacks(project, names, write=not dry), timeout, jobs,
-                 rollback=rollback, restore=_restore_here(project))
+                 rollback=rollback, restore=_restore_here(project), action=action)
     return job, plan_run(c, job)
 
 
@@ -80,12 +81,19 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", no
 
     Ctrl-C or SIGTERM: nothing new starts, what runs stops, and it says what finished, what
     was cut off and what never started; the same command resumes (exit 130, or 143)."""
+    _on_this_machine(c, "up")
+    project = load(profile, write=not dry)
+    bring_up(c, project, stack, no_deps, dry, timeout, jobs, events, not no_rollback)
+
+
+def bring_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool = False,
+             dry: bool = False, timeout: int = 0, jobs: int = 4, events: str = "",
+             rollback: bool = True, action: str = "up") -> None:
+    """The body of ``up`` (and of ``update``'s bring-up, recorded as ``action``)."""
     from infra.bringup import report
     from infra.events import Events
     from infra.interrupt import Interrupted, Report, current
 
-    _on_this_machine(c, "up")
-    project = load(profile, write=not dry)
     out = console()
     from infra.bringup.certificates import ensure_certificates
 
@@ -98,7 +106,7 @@ def up(c, stack=None, no_deps=False, dry=False, timeout=0, jobs=4, events="", no
         cancel.check()
         stream.emit("step", step="plan", state="started")
         job, planned = _plan_up(c, project, stack or None, no_deps, dry, timeout, jobs,
-                                not no_rollback)
+                                rollback, action)
         cancel.check()
     except Interrupted as exc:
         exc.report = Report((), (), tuple(everything))  # type: ignore[attr-defined]

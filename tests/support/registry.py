@@ -89,3 +89,41 @@ def local_registry(root: Path, port: int | None = None, netns_path: str = "",
             process.kill()
             process.wait(5)
         log.close()
+
+
+def push_tag(address: str, repository: str, tag: str, content: str) -> str:
+    """Push a minimal image (one config blob, no layers) as ``repository:tag`` over the
+    registry's HTTP API, no engine needed; ``content`` makes it unique. Returns its digest
+    (what the registry answers for the tag)."""
+    import hashlib
+    import json
+
+    def upload(data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        start = urllib.request.Request(f"http://{address}/v2/{repository}/blobs/uploads/",
+                                       method="POST")
+        with urllib.request.urlopen(start, timeout=10) as answer:
+            location = answer.headers["Location"]
+        if location.startswith("/"):
+            location = f"http://{address}{location}"
+        joiner = "&" if "?" in location else "?"
+        put = urllib.request.Request(f"{location}{joiner}digest={digest}", data=data,
+                                     method="PUT",
+                                     headers={"Content-Type": "application/octet-stream"})
+        urllib.request.urlopen(put, timeout=10).close()
+        return digest
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": []},
+                         "history": [{"comment": content}]}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": len(config), "digest": upload(config)},
+        "layers": []}).encode()
+    put = urllib.request.Request(
+        f"http://{address}/v2/{repository}/manifests/{tag}", data=manifest, method="PUT",
+        headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(put, timeout=10) as answer:
+        return str(answer.headers["Docker-Content-Digest"])
