@@ -23,7 +23,7 @@ import yaml
 from infra.catalogue import internal_networks, networks, stack_layers
 from infra.mirror import mirror_image
 from tests.conftest import require, require_program
-from tests.support import e2e, images
+from tests.support import e2e, images, registry
 
 pytestmark = pytest.mark.engine
 
@@ -569,6 +569,62 @@ def test_a_failed_change_rolls_back_and_rollback_brings_back_a_revision(lab: e2e
     finally:
         for tag in (v2, v3):
             lab.docker("rmi", mirror_image(tag, lab.mirror), check=False)
+    healed = lab.invoke("up")
+    assert healed.returncode == 0, healed.stdout[-4000:]
+
+
+def test_update_takes_a_newer_pin_and_one_that_fails_is_rolled_back(lab: e2e.Lab) -> None:
+    """Tags v1, v2 (good) and v3 (never healthy) of a MinIO repository of this run's own in
+    the mirror: `update` moves the pin to v2 and changes only minio's container; with v3 in
+    the registry, `update` fails its gate, minio runs v2 again and the pin is put back."""
+    import uuid
+
+    _load_broken_minio(lab)
+    repo = f"quay.io/sy{uuid.uuid4().hex[:8]}/minio"
+    v1, v2, v3 = (f"{repo}:RELEASE.2025-{m}-01T00-00-00Z" for m in ("09", "10", "11"))
+    good = mirror_image(lab.project.config["MINIO_IMAGE"], lab.mirror)
+    for pin, source in ((v1, good), (v2, good), (v3, "stackyard-test/broken-minio:1")):
+        lab.docker("tag", source, mirror_image(pin, lab.mirror))  # what compose runs
+    mirrored = mirror_image(repo, lab.mirror).split("/", 1)[1]
+    for pin in (v1, v2):  # what the registry lists
+        registry.push_tag(lab.mirror, mirrored, pin.rsplit(":", 1)[1], pin)
+    profile = lab.workdir / "env" / f"{e2e.PROFILE}.env"
+    original = profile.read_text()
+    try:
+        profile.write_text(original + f"MINIO_IMAGE={v1}\n")
+        assert lab.invoke("up", "--stack", "minio", "--no-deps").returncode == 0
+        others = {k: v for k, v in _ids(lab).items() if k[0] != "minio"}
+        minio_before = _ids(lab)[("minio", "minio")]
+
+        dry = lab.invoke("update", "--stack", "minio", "--dry")
+        assert dry.returncode == 0 and f"+MINIO_IMAGE={v2}" in dry.stdout, dry.stdout
+        assert profile.read_text().endswith(f"MINIO_IMAGE={v1}\n")  # dry: nothing written
+        updated = lab.invoke("update", "--stack", "minio")
+        assert updated.returncode == 0, updated.stdout[-3000:] + updated.stderr
+        assert f"MINIO_IMAGE={v2}" in profile.read_text()
+        ids = _ids(lab)
+        assert ids[("minio", "minio")] != minio_before
+        assert {k: v for k, v in ids.items() if k[0] != "minio"} == others
+        assert _history(lab, "minio")[-1]["action"] == "update"
+
+        registry.push_tag(lab.mirror, mirrored, v3.rsplit(":", 1)[1], v3)
+        listed = lab.invoke("outdated", "--stack", "minio", "--json")
+        newer = json.loads(listed.stdout)["images"]
+        assert [n["tag"] for i in newer if i["setting"] == "MINIO_IMAGE"
+                for n in i["newer"]] == [v3.rsplit(":", 1)[1]]
+        failed = lab.invoke("update", "--stack", "minio", "--timeout", "20")
+        text = failed.stdout + failed.stderr
+        assert failed.returncode == 1, text[-3000:]
+        assert "rolled back to revision" in text and "pins are put back" in text, text
+        running = lab.docker("inspect", "--format", "{{.Config.Image}}", "minio-minio-1")
+        assert running.strip() == mirror_image(v2, lab.mirror)
+        assert f"MINIO_IMAGE={v2}" in profile.read_text()
+        assert [(r["action"], r["result"]) for r in _history(lab, "minio")[-2:]] == [
+            ("update", "failed"), ("auto-rollback", "healthy")]
+    finally:
+        profile.write_text(original)
+        for pin in (v1, v2, v3):
+            lab.docker("rmi", mirror_image(pin, lab.mirror), check=False)
     healed = lab.invoke("up")
     assert healed.returncode == 0, healed.stdout[-4000:]
 
