@@ -9,6 +9,7 @@ in file order: parallel deploy through fab, a no-op second deploy, one host's ss
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.mirror import mirror_image
+from infra.project import load_project
 from tests.conftest import program_of_this_python, require, require_program
 from tests.support import e2e, hosts, images
 from tests.support.rendering import env_dir_with_profile
@@ -389,3 +392,54 @@ def test_fab_day_two_tasks_act_on_the_hosts_engine(fleet: Fleet) -> None:
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert fleet.containers("h1") == {}
     assert data.is_dir()  # down keeps the data
+
+
+def test_a_failed_change_on_a_host_rolls_back_and_fab_rollback_goes_back(fleet: Fleet) -> None:
+    """On h2 (minio): a deploy of a pin that never becomes healthy returns minio to its last
+    healthy revision there (the history of h2 says both); a good v2 is deployed; `fab -H h2
+    rollback` brings the first revision back over SSH."""
+    project = load_project("e2e", environ=fleet.environ)
+    pin = project.config["MINIO_IMAGE"]
+    mirror = f"{SUBNET}.1:{MIRROR_PORT}"
+    spec = next(s for s in images.double_specs(project) if s.upstream == pin)
+    broken = images.build_double(["docker"], spec, reference="stackyard-test/broken-minio:1",
+                                 broken=True)
+    h2 = ["docker", "-H", f"unix://{fleet.host('h2').docker_socket}"]
+    saved = subprocess.run(["docker", "save", broken], capture_output=True, check=True).stdout
+    subprocess.run([*h2, "load"], input=saved, capture_output=True, check=True)
+
+    good = mirror_image(pin, mirror)
+    fleet.docker("h2", "tag", broken, mirror_image(pin + "-broken", mirror))
+    fleet.docker("h2", "tag", good, mirror_image(pin + "-v2", mirror))
+
+    def history() -> list[dict]:
+        shown = fleet.invoke("history", "--host", "h2", "--stack", "minio", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)["revisions"]
+
+    assert fleet.run(FAB, "-H", "h2", "deploy").returncode == 0
+    before = history()
+    environ = dict(fleet.environ)
+    try:
+        fleet.environ = {**environ, "MINIO_IMAGE": pin + "-broken"}
+        failed = fleet.invoke("deploy", "--host", "h2", "--timeout", "20")
+        assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr
+        assert "rolled back to revision" in failed.stdout + failed.stderr
+        running = fleet.docker("h2", "inspect", "--format", "{{.Config.Image}}",
+                               "minio-minio-1").strip()
+        assert running == good
+        after = history()[len(before):]
+        assert [(r["action"], r["result"], r["host"]) for r in after] == [
+            ("deploy", "failed", "h2"), ("auto-rollback", "healthy", "h2")], after
+        fleet.environ = {**environ, "MINIO_IMAGE": pin + "-v2"}
+        assert fleet.invoke("deploy", "--host", "h2").returncode == 0
+    finally:
+        fleet.environ = environ
+    back = fleet.run(FAB, "-H", "h2", "rollback", "--stack", "minio",
+                     "--to", str(before[-1]["rev"]))
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr
+    assert fleet.docker("h2", "inspect", "--format", "{{.Config.Image}}",
+                        "minio-minio-1").strip() == good
+    assert history()[-1]["action"] == "rollback"
+    again = fleet.run(FAB, "-H", "h2", "deploy")  # the settings' revision again
+    assert again.returncode == 0, again.stdout[-3000:]
