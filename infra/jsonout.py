@@ -1,4 +1,5 @@
-"""One JSON document per task run, for scripts: ``--json`` on status, ps, plan, check, config.
+"""One JSON document per task run, for scripts: ``--json`` on status, ps, plan, check, config,
+history and outdated.
 
 Every document has ``v`` (the shape's version, 1) and ``kind`` (the task), then the same
 rows its table shows, each a JSON object keyed by the table's column names (lowercased,
@@ -10,7 +11,12 @@ spaces as underscores), so a script and a person read the same facts:
 - ``check``: ``ok`` (bool), ``results``: [{stack, subject, ok, detail}];
 - ``config``: ``profile``, ``settings``: [{key, value, source, origin}] (secrets masked, as
   in the table);
-- ``config.check``: ``ok``, ``warnings``.
+- ``config.check``: ``ok``, ``warnings``;
+- ``history``: ``host``, ``revisions``: [{rev, stack, time, who, action, digest, settings,
+  result, host, images: [{service, reference, image_id, repo_digest}], health: {service:
+  seconds}, restored, kept, detail}];
+- ``outdated``: ``images``: [{image, setting, stacks, error, newer: [{tag, level}]}],
+  ``moved``: [{image, locked, now}] (with env/images.lock).
 
 A new field may appear within a version; a field changing meaning or going away bumps ``v``.
 """

@@ -33,21 +33,27 @@ def outdated(c, stack=None, json=False, profile=""):
     Tags are read in each pin's own scheme (semver, linuxserver's -lsNNN, MinIO's RELEASE
     dates) and shape (a pin on -alpine only sees -alpine tags); through IMAGE_MIRROR when it
     is set. A registry that fails is reported for its images; the others are still listed.
+    With env/images.lock, a tag that now resolves to another digest than locked is named.
     Exit 0 either way (it reports, it does not judge)."""
     from infra import updates
 
     project = load(profile, write=False)
     images = [i for i in updates.pinned_images(project)
               if not stack or set(stack) & set(i.stacks)]
-    results = updates.check_outdated(images, _client(project),
-                                     project.config.get("IMAGE_MIRROR"))
+    client, mirror = _client(project), project.config.get("IMAGE_MIRROR")
+    results = updates.check_outdated(images, client, mirror)
+    moved: list[tuple[str, str, str]] = []
+    if updates.lock_path(project.config.env_dir).is_file():  # the lock, held against now
+        lock = updates.read_lock(project.config.env_dir)
+        moved = updates.moved_tags(lock, updates.resolve_lock(images, client, mirror)[0])
     if json:
         from infra import jsonout
 
         print(jsonout.document("outdated", images=[
             {"image": r.image.reference, "setting": r.image.setting,
              "stacks": list(r.image.stacks), "error": r.error,
-             "newer": [{"tag": n.tag, "level": n.level} for n in r.newer]} for r in results]))
+             "newer": [{"tag": n.tag, "level": n.level} for n in r.newer]} for r in results],
+            moved=[{"image": ref, "locked": old, "now": new} for ref, old, new in moved]))
         return
     from rich.markup import escape
     from rich.table import Table
@@ -64,6 +70,10 @@ def outdated(c, stack=None, json=False, profile=""):
     current = sum(1 for r in results if not r.newer and not r.error)
     console().print(f"{current} of {len(results)} image(s) current; "
                     f"{sum(1 for r in results if r.error)} could not be checked")
+    for reference, old, new in moved:
+        console().print(f"[yellow]{escape(reference)} moved under the same tag: locked "
+                        f"{old[:19]}..., the registry now has {new[:19]}... (pins.lock takes "
+                        "it)[/yellow]", highlight=False)
 
 
 @infra_task(iterable=["stack", "image"], help={
