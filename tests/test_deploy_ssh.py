@@ -424,7 +424,7 @@ def test_a_failed_change_on_a_host_rolls_back_and_fab_rollback_goes_back(fleet: 
         fleet.environ = {**environ, "MINIO_IMAGE": pin + "-broken"}
         failed = fleet.invoke("deploy", "--host", "h2", "--timeout", "20")
         assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr
-        assert "rolled back to revision" in failed.stdout + failed.stderr
+        assert "rolled back to revision" in failed.stdout + failed.stderr, (before, history())
         running = fleet.docker("h2", "inspect", "--format", "{{.Config.Image}}",
                                "minio-minio-1").strip()
         assert running == good

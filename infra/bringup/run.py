@@ -206,11 +206,11 @@ def _roll_back(c: Any, job: Job, name: str, failed_stack: PreparedStack,
         with lock:
             state.record_stack(job.build_dir, name,
                                state.StackRecord(restored.digest, restored.files))
-        ending = (f"rolled back to revision {previous.rev} (healthy again, revision "
-                  f"{revision.rev}); the failed change is revision {failed_revision.rev}")
+        ending = (f"rolled back to revision {previous.rev} (healthy again as revision "
+                  f"{revision.rev}, the failed change is revision {failed_revision.rev})")
     else:
-        ending = (f"the rollback to revision {previous.rev} failed too ({back.detail}); the "
-                  f"failed change is revision {failed_revision.rev}")
+        ending = (f"the rollback to revision {previous.rev} failed too: {back.detail} (the "
+                  f"failed change is revision {failed_revision.rev})")
     return schedule.StackOutcome(name, schedule.ROLLED_BACK if back.ok else schedule.FAILED,
                                  outcome.elapsed + back.elapsed,
                                  f"{outcome.detail}; {ending}".strip("; "),

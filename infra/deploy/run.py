@@ -274,13 +274,18 @@ def certificate_files(rendered: Mapping[str, Any], remote: lay.RemoteLayout,
 
 
 def failure_reason(failed: Sequence[Any]) -> str:
+    from ..bringup.schedule import ROLLED_BACK
+
     parts = []
     for outcome in failed:
         services = [f"{f.service} ({f.state})" for f in outcome.failures]
         if services:
-            parts.append(f"unhealthy service {', '.join(services)} in {outcome.stack}")
+            parts.append(f"unhealthy service {', '.join(dict.fromkeys(services))} in "
+                         f"{outcome.stack}")
         else:
             parts.append(f"{outcome.stack} {outcome.status}: {outcome.detail}"[:200])
+        if outcome.status == ROLLED_BACK:  # what runs there now
+            parts[-1] += ", " + outcome.detail.rpartition("; ")[2]
     return "; ".join(parts)
 
 
