@@ -541,6 +541,8 @@ def test_a_failed_change_rolls_back_and_rollback_brings_back_a_revision(lab: e2e
             ("up", "failed"), ("auto-rollback", "healthy")], after
         assert after[1]["restored"] == before[-1]["rev"]
         assert after[0]["images"][0]["reference"].endswith(v3.rsplit(":", 1)[1])
+        ran = before[-1]["images"][0]  # what the good revision ran, as the engine says
+        assert ran["image_id"] == v1_image and "@sha256:" in ran["repo_digest"], ran
 
         good = lab.invoke("up", "--stack", "minio", "--no-deps", env={"MINIO_IMAGE": v2})
         assert good.returncode == 0, good.stdout[-3000:]

@@ -119,8 +119,8 @@ def test_the_images_a_stack_runs_with_their_ids_and_registry_digests() -> None:
     digest = "sha256:" + "b" * 64
     out = ("container\tminio\t127.0.0.1:5000/minio/minio:R1\tsha256:aaa\n"
            "container\tminio-setup\tmc:R2\tsha256:ccc\n"
-           f"image\tsha256:aaa\tother/minio@{digest},127.0.0.1:5000/minio/minio@{digest}\n"
-           "image\tsha256:ccc\t\n")
+           f'image\tsha256:aaa\t["other/minio@{digest}","127.0.0.1:5000/minio/minio@{digest}"]\n'
+           "image\tsha256:ccc\tnull\n")
     assert parse_stack_images(out) == [
         ("minio", "127.0.0.1:5000/minio/minio:R1", "sha256:aaa",
          f"127.0.0.1:5000/minio/minio@{digest}"),

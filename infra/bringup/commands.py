@@ -117,7 +117,8 @@ def stack_images(project: str) -> str:
     label = q(f"com.docker.compose.project={project}")
     fmt = q('container\t{{index .Config.Labels "com.docker.compose.service"}}\t'
             '{{.Config.Image}}\t{{.Image}}')
-    image_fmt = q('image\t{{.Id}}\t{{join .RepoDigests ","}}')
+    # json, not join: some engines hand the template RepoDigests as []interface{}
+    image_fmt = q('image\t{{.Id}}\t{{json .RepoDigests}}')
     return (f"ids=$(docker ps -aq --filter label={label}); [ -n \"$ids\" ] || exit 0; "
             f"docker inspect --format {fmt} $ids && "
             f"docker image inspect --format {image_fmt} "

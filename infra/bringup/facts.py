@@ -135,7 +135,11 @@ def parse_stack_images(text: str) -> list[tuple[str, str, str, str]]:
         if kind == "container" and len(parts) == 3:
             containers.append(parts)
         elif kind == "image" and len(parts) == 2:
-            digests[parts[0]] = [d for d in parts[1].split(",") if "@sha256:" in d]
+            try:
+                listed = json.loads(parts[1] or "null") or []
+            except ValueError:
+                listed = []
+            digests[parts[0]] = [str(d) for d in listed if "@sha256:" in str(d)]
     found = {}
     for service, reference, image_id in containers:
         repository = _repository(reference)
