@@ -50,8 +50,20 @@ def snapshot(workdir: Path, index: int) -> bytes:
                            "deploy", "data"], capture_output=True, check=True).stdout
 
 
-def by_hand(lab: hosts.Lab, workdir: Path, count: int, tarballs: list[bytes]) -> float:
-    """Push the files to every host and bring the stack up there, all hosts at once."""
+def networks_of(workdir: Path) -> list[str]:
+    """The external networks the stack's compose file joins (deploy creates them first)."""
+    import yaml
+
+    compose = workdir / "h1" / "deploy" / "stacks" / STACK / "compose.yaml"
+    document = yaml.safe_load(compose.read_text())
+    return [spec.get("name", key) for key, spec in (document.get("networks") or {}).items()
+            if (spec or {}).get("external")]
+
+
+def by_hand(lab: hosts.Lab, workdir: Path, count: int, tarballs: list[bytes],
+            networks: list[str]) -> float:
+    """Push the files to every host, create the networks and bring the stack up there, all
+    hosts at once."""
     def one(index: int) -> None:
         host = lab.hosts[index - 1]
         folder = workdir / f"h{index}"
@@ -59,7 +71,10 @@ def by_hand(lab: hosts.Lab, workdir: Path, count: int, tarballs: list[bytes]) ->
         ssh = ssh_argv(lab, host)
         subprocess.run([*ssh, f"mkdir -p {folder} && tar -C {folder} --numeric-owner -xf -"],
                        input=tarballs[index - 1], check=True, capture_output=True)
-        up = (f"DOCKER_HOST=unix://{host.docker_socket} docker compose -p {STACK} "
+        engine = f"DOCKER_HOST=unix://{host.docker_socket}"
+        create = "".join(f"{engine} docker network create {n} >/dev/null 2>&1; "
+                         for n in networks)
+        up = (f"{create}{engine} docker compose -p {STACK} "
               f"--project-directory {stack_dir} -f {stack_dir}/compose.yaml "
               "up -d --wait --wait-timeout 120")
         done = subprocess.run([*ssh, up], capture_output=True, text=True)
@@ -106,14 +121,15 @@ def main() -> None:
             warm = deploy(lab, workdir, args.hosts)
             print(f"warm-up (pulls into {args.hosts} engines): {warm:.1f}s")
             tarballs = [snapshot(workdir, i) for i in range(1, args.hosts + 1)]
+            networks = networks_of(workdir)
             rtt = round_trip(lab)
             for _ in range(args.rounds):
                 reset(lab, workdir)
                 figures["deploy cold"].append(deploy(lab, workdir, args.hosts))
                 figures["deploy no-op"].append(deploy(lab, workdir, args.hosts))
                 reset(lab, workdir)
-                figures["by hand cold"].append(by_hand(lab, workdir, args.hosts, tarballs))
-                figures["by hand no-op"].append(by_hand(lab, workdir, args.hosts, tarballs))
+                for name in ("by hand cold", "by hand no-op"):
+                    figures[name].append(by_hand(lab, workdir, args.hosts, tarballs, networks))
             reset(lab, workdir)
     median = {k: statistics.median(v) for k, v in figures.items()}
     print(f"{STACK} on {args.hosts} host(s) in parallel, {args.rounds} round(s); "
