@@ -24,12 +24,16 @@ from . import (
 )
 from . import docker as docker_tasks
 
+# One collection per module: a named one (config, certs, host, docker, registry) becomes a
+# prefix (`invoke certs.ca`); an unnamed one holds root tasks (`invoke up`) and their own
+# named collections (volumes, pins).
 ns = Collection()
-for module in (stacks, lifecycle, checks, deploy, history, updates, dev, doctor):
-    for root_task in module.ROOT_TASKS:
-        ns.add_task(root_task)
-for module in (config, certs, host, docker_tasks, registry, updates):
-    ns.add_collection(module.ns)
-for module in (lifecycle,):
-    for sub in getattr(module, "COLLECTIONS", ()):
+for module in (stacks, lifecycle, checks, deploy, history, updates, dev, doctor, config, certs,
+               host, docker_tasks, registry):
+    if module.ns.name:
+        ns.add_collection(module.ns)
+        continue
+    for task in module.ns.tasks.values():
+        ns.add_task(task)
+    for sub in module.ns.collections.values():
         ns.add_collection(sub)

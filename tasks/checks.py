@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoke import Exit
+from invoke import Collection, Exit
 
 from ._common import console, infra_task, load
 
@@ -69,4 +69,4 @@ def check(c, stack=None, routes=True, timeout=20, json=False, profile=""):
     console().print(f"[green]all {len(results)} checks passed[/green]")
 
 
-ROOT_TASKS = [check]
+ns = Collection(check)  # root tasks (tasks/__init__.py)

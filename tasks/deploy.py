@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Exit
+from invoke import Collection, Exit
 
 from ._common import LiveView, console, exit_interrupted, infra_task, load
-
-ROOT_TASKS: list = []
 
 
 @infra_task(iterable=["host", "stack"], help={
@@ -168,4 +166,4 @@ def _print_summary(results: list[Any]) -> None:
     out.print(table)
 
 
-ROOT_TASKS.append(deploy)
+ns = Collection(deploy)  # root tasks (tasks/__init__.py)

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from invoke import Exit
+from invoke import Collection, Exit
 
 from ._common import console, infra_task
 
@@ -114,4 +114,4 @@ def docs(c):
                                                          else "already current"))
 
 
-ROOT_TASKS = [setup, test, bench, docs]
+ns = Collection(setup, test, bench, docs)  # root tasks (tasks/__init__.py)

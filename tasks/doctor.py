@@ -3,11 +3,9 @@ Troubleshooting)."""
 
 from __future__ import annotations
 
-from invoke import Exit
+from invoke import Collection, Exit
 
 from ._common import console, infra_task, load
-
-ROOT_TASKS: list = []
 
 
 @infra_task(help={"socket": "engine socket (default: DOCKER_SOCKET)"})
@@ -37,4 +35,4 @@ def doctor(c, socket="", profile=""):
                    f"{', '.join(check.name for check in failures)}", code=1)
 
 
-ROOT_TASKS.append(doctor)
+ns = Collection(doctor)  # root tasks (tasks/__init__.py)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Exit
+from invoke import Collection, Exit
 
 from ._common import console, infra_task, load
-
-ROOT_TASKS: list = []
 
 
 def _state_dir(project: Any, host: str) -> Any:
@@ -221,4 +219,4 @@ def _rollback_host(project: Any, stack: str, to: int | None, host: str, yes: boo
         conn.close()
 
 
-ROOT_TASKS.extend([history, rollback])
+ns = Collection(history, rollback)  # root tasks (tasks/__init__.py)

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 STACK_HELP = "stack to act on (repeatable); default: every stack"
 JSON_HELP = "print one JSON document instead of the table (its shape: infra/jsonout.py)"
 DRY_HELP = "print the plan (what would be created, fixed, started or stopped); touch nothing"
-ROOT_TASKS: list = []
 
 
 def _helper_image(project: Project) -> str:
@@ -130,7 +129,7 @@ def bring_up(c: Any, project: Project, stack: list[str] | None, no_deps: bool = 
         return
     for line in cert_steps:
         out.print(f"[cyan]{line}[/cyan]")
-    if up_plan.changes_nothing:
+    if up_plan.empty:
         out.print(f"[green]up to date[/green]: {', '.join(names)} unchanged since the last "
                   "successful bring-up")
         stream.emit("done", ok=True, stacks=dict.fromkeys(names, "unchanged"))
@@ -418,7 +417,6 @@ def status(c, stack=None, json=False, profile=""):
     console().print(table)
 
 
-ROOT_TASKS.extend([up, down, restart, ps, logs, pull, status])
 
 
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP,
@@ -440,4 +438,5 @@ def fix(c, stack=None, dry=False, profile=""):
 
 volumes = Collection("volumes")
 volumes.add_task(fix)
-COLLECTIONS = [volumes]
+ns = Collection(up, down, restart, ps, logs, pull, status)  # root tasks (tasks/__init__.py)
+ns.add_collection(volumes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Exit
+from invoke import Collection, Exit
 
 from ._common import console, infra_task, load
 
@@ -79,4 +79,4 @@ def plan(c: Any, format: str = "table", json: bool = False, profile: str = "") -
         out.print(table)
 
 
-ROOT_TASKS = [render, plan]
+ns = Collection(render, plan)  # root tasks (tasks/__init__.py)

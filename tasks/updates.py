@@ -12,7 +12,6 @@ from invoke import Collection, Exit
 
 from ._common import console, infra_task, load
 
-ROOT_TASKS: list = []
 LEVEL_HELP = "how far an update may go: patch, minor or major (default: minor)"
 
 
@@ -251,6 +250,7 @@ def lock(c, check=False, profile=""):
               f"{'written' if changed else 'unchanged'}", highlight=False)
 
 
-ROOT_TASKS.extend([outdated, update])
-ns = Collection("pins")
-ns.add_task(lock, default=False)
+pins = Collection("pins")
+pins.add_task(lock, default=False)
+ns = Collection(outdated, update)  # root tasks (tasks/__init__.py)
+ns.add_collection(pins)

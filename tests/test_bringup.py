@@ -113,7 +113,7 @@ def test_second_up_with_nothing_changed_is_a_no_op(project) -> None:  # type: ig
     up = plan.plan_up(project.catalogue, names, {n: p.digest for n, p in prepared.items()},
                       {n: p.files for n, p in prepared.items()}, records,
                       _running(project, names), networks(project.catalogue))
-    assert up.changes_nothing
+    assert up.empty
     assert up.ownership == []
 
 

@@ -104,7 +104,7 @@ def test_upload_plan_from_real_sha256sum(tmp_path: Path) -> None:
     unchanged = {k: v for k, v in upload.parse_checksums(listed.stdout).items()
                  if not k.endswith(upload.TMP_SUFFIX)}
     same = upload.plan_upload(files[:1], unchanged, [])
-    assert same.changes_nothing
+    assert same.empty
 
 
 def test_refused_connection_is_named(tmp_path: Path) -> None:

@@ -103,6 +103,6 @@ def test_certs_then_up_as_the_operator_bring_every_stack_up(operator: Operator) 
     assert "FATAL" not in logs
 
 
-def test_a_second_up_as_the_operator_changes_nothing(operator: Operator) -> None:
+def test_a_second_up_as_the_operator_empty(operator: Operator) -> None:
     again = operator.invoke("up")
     assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr

@@ -194,7 +194,7 @@ def test_verify_certs_passes_on_a_good_pki(issued):
     assert len(checks) == 6 + 5  # six certificates, five chain files
 
 
-def test_second_run_changes_nothing(issued):
+def test_second_run_empty(issued):
     config, paths = issued
     before = snapshot(paths.certs_dir)
     plan = converge(config)

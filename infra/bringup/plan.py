@@ -39,7 +39,7 @@ class UpPlan:
                 if self.steps[name].action != SKIP]
 
     @property
-    def changes_nothing(self) -> bool:
+    def empty(self) -> bool:
         return not self.networks_to_create and not self.to_apply
 
 

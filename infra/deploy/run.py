@@ -191,7 +191,7 @@ def _deploy(conn: Any, target: Target, stacks: Sequence[str], base: Any,
     planned = replace(planned, up_plan=_recreate_for_changed_files(
         planned.up_plan, project.catalogue, uploaded, remote))
     result_kwargs: dict[str, Any] = {"uploaded": uploaded, "deleted": tuple(transfer.delete)}
-    if planned.up_plan.changes_nothing:
+    if planned.up_plan.empty:
         state_of = {n: schedule.UNCHANGED for n in stacks}
         outcome = summary.UNCHANGED if not uploaded and not transfer.delete else summary.OK
         return summary.HostResult(target.name, tuple(stacks), outcome,

@@ -41,7 +41,7 @@ class UploadPlan:
     unchanged: int = 0
 
     @property
-    def changes_nothing(self) -> bool:
+    def empty(self) -> bool:
         return not self.upload and not self.delete
 
 
@@ -104,7 +104,7 @@ def apply_upload(c: Any, plan: UploadPlan, private_dirs: Sequence[str] = ()) -> 
 
     Folders holding secrets are created 0700 first, so no secret is ever readable by others.
     """
-    if plan.changes_nothing:
+    if plan.empty:
         return
     dirs = sorted({posixpath.dirname(f.remote_path) for f in plan.upload})
     private = sorted({_secrets_folder(d) or d for d in dirs

@@ -77,7 +77,7 @@ def apply_plan(plan: Plan, spec: PkiSpec, cfssl: Cfssl, rendered_dir: Path,
     for key in plan.protect:  # before anything else: a key others could read, no longer
         os.chmod(key, 0o600)
         protected.append(Path(key))
-    if not plan.steps:
+    if plan.empty:
         return protected
     d = spec.certs_dir
     d.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def converge(c: Any, config: Config, spec: PkiSpec, scope: Collection[str] | Non
 
     plan = planned()
     show(plan)
-    if dry or not (whenever or plan.steps or plan.protect):
+    if dry or (not whenever and plan.empty and not plan.protect):
         return plan, []
     cfssl = cfssl or Cfssl()  # before anything is written: a missing tool leaves no trace
     with locked(spec.certs_dir, "certificates"):

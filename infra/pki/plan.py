@@ -30,6 +30,11 @@ class Plan:
     def step(self, item: str) -> Step | None:
         return next((s for s in self.steps if s.item == item), None)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to do (every planner's word for a converged state)."""
+        return not self.steps
+
 
 def _days_left(facts: CertFacts, now: datetime) -> float:
     return (facts.not_after - now).total_seconds() / 86400
