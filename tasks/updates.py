@@ -121,6 +121,7 @@ def update(c, stack=None, image=None, level="minor", dry=False, timeout=0, profi
         out.print("dry run: nothing written, nothing pulled")
         return
     lock_before = _write_pins(project, path, before, after, changes, c)
+    _name_unverified_pins(project, [ch.setting for ch in changes])
     stacks = sorted({s for ch in changes for s in ch.stacks})
     if not stacks:
         return
@@ -134,6 +135,21 @@ def update(c, stack=None, image=None, level="minor", dry=False, timeout=0, profi
         out.print(f"the pins are put back in {path} (the update did not take)",
                   markup=False, highlight=False)
         raise
+
+
+def _name_unverified_pins(project: Any, settings: list[str]) -> None:
+    """config.check's word on the new pins: each past the tag its image contract was
+    verified at is named, with what to re-verify (README: Bumping a pin)."""
+    from infra.contracts import contracts_dir, load_contracts, pin_drift
+    from infra.project import load_project
+
+    config = load_project(project.config.profile or None, write=False).config
+    for warning in pin_drift(load_contracts(contracts_dir(project.root)), config.public):
+        if warning.key in settings:
+            from rich.markup import escape
+
+            console().print(f"[yellow]warning[/yellow]: {escape(str(warning))}",
+                            highlight=False)
 
 
 def _on_this_machine(c: Any) -> None:
