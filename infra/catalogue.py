@@ -67,6 +67,9 @@ class Volume:
     owner: tuple[int, int] | None = None
     mode: str = ""  # chmod applied with the ownership fix, e.g. "0700"
     read_only: bool = False
+    # how a backup makes a data volume consistent (infra.backup): live | stop | exclude |
+    # dump:<kind> (a database dump taken in the running container); '' for other kinds
+    backup: str = ""
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,7 @@ SERVICE_KEYS = ("image", "description", "command", "entrypoint", "environment", 
                 "networks", "aliases", "user", "oneshot", "cap_add", "read_only", "tmpfs",
                 "ingress", "internal", "memory", "cpus", "pids", "compose", "oidc", "login")
 PART_KEYS = {
-    "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when"),
+    "volumes": ("source", "target", "kind", "owner", "mode", "read_only", "when", "backup"),
     "ports": ("published", "target", "protocol", "bind", "reason"),
     "routes": ("host", "port", "auth", "reason", "title", "path", "methods", "service",
                "scheme", "name", "user", "password"),
@@ -549,6 +552,13 @@ def _build_route(spec: Mapping[str, Any], service: str, where: str = "") -> Rout
                  password=str(spec.get("password", "")))
 
 
+# live: self-consistent or append-only stores, read while they run; stop: the services that
+# mount it stop for the seconds of the snapshot (SQLite and other single-file databases);
+# exclude: caches and the media library (BACKUP_MEDIA_LIBRARY_ENABLED opts in);
+# dump:postgres: pg_dump in the running container, its live files left out
+BACKUP_MODES = ("live", "stop", "exclude", "dump:postgres")
+
+
 def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume | None:
     # ``when`` (rendered) decides whether the mount exists at all: optional files such as
     # the Zot credentials or TLS certificates are only mounted when the setting asks for them.
@@ -562,9 +572,21 @@ def _build_volume(spec: Mapping[str, Any], service: str, where: str) -> Volume |
             raise ConfigError(Problem(f"volume owner {text!r} of {service} is not uid:gid",
                                       file=where, fix="write it as e.g. 10001:10001"))
         owner = (int(uid), int(gid or uid))
+    kind = spec.get("kind", "data")
+    backup = str(spec.get("backup", ""))
+    if kind == "data" and backup not in BACKUP_MODES:
+        raise ConfigError(Problem(
+            f"data volume {spec['source']} of {service} says backup {backup or '(nothing)'}",
+            file=where, key=f"{service}.volumes.{spec['source']}.backup",
+            fix=f"say how a backup makes it consistent: {', '.join(BACKUP_MODES)} "
+                "(stacks/README.md, volumes)"))
+    if kind != "data" and backup:
+        raise ConfigError(Problem(f"volume {spec['source']} of {service} is not data but says "
+                                  "backup", file=where, key=f"{service}.volumes",
+                                  fix="only data volumes are backed up: remove backup:"))
     return Volume(source=str(spec["source"]), target=str(spec["target"]),
-                  kind=spec.get("kind", "data"), owner=owner, mode=str(spec.get("mode", "")),
-                  read_only=bool(spec.get("read_only", False)))
+                  kind=kind, owner=owner, mode=str(spec.get("mode", "")),
+                  read_only=bool(spec.get("read_only", False)), backup=backup)
 
 
 def _check(catalogue: Catalogue) -> None:

@@ -31,7 +31,8 @@ HISTORY_DIR = "history"
 HEALTHY, FAILED = "healthy", "failed"
 UP, DEPLOY, ROLLBACK, AUTO_ROLLBACK, UPDATE = "up", "deploy", "rollback", "auto-rollback", \
     "update"
-ACTIONS = (UP, DEPLOY, ROLLBACK, AUTO_ROLLBACK, UPDATE)
+RESTORE = "restore"  # a stack brought up again on data restored from a backup
+ACTIONS = (UP, DEPLOY, ROLLBACK, AUTO_ROLLBACK, UPDATE, RESTORE)
 _THREADS = threading.Lock()  # the file lock serialises processes; this, a run's threads
 
 
@@ -49,7 +50,7 @@ class Revision:
     stack: str
     time: str  # ISO 8601, UTC
     who: str  # the login that ran it
-    action: str  # up | deploy | rollback | auto-rollback | update
+    action: str  # up | deploy | rollback | auto-rollback | update | restore
     digest: str  # the stack's digest (bringup.session.prepared_stack)
     settings: str  # sha256 of the public settings
     result: str  # healthy | failed

@@ -11,9 +11,12 @@ from typing import Any
 
 from . import catalogue as cat
 from .config import Config, HostLayer, load_config
+from .secrets import SecretSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR_VAR = "INFRA_ENV_DIR"  # lets tests (and users with several checkouts) point elsewhere
+# secrets of the project rather than of a stack: the backup repository's password
+PROJECT_SECRETS = (SecretSpec("BACKUP_PASSWORD", length=48),)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def load_project(profile: str | None = None, root: Path | None = None,
     environ = os.environ if environ is None else environ
     root = root or PROJECT_ROOT
     raw = cat.load_raw(cat.stacks_dir(root))
-    config = load_config(root, profile, environ, cat.secret_specs(raw),
+    config = load_config(root, profile, environ, [*cat.secret_specs(raw), *PROJECT_SECRETS],
                          env_dir=env_dir_from(environ), write_secrets=write)
     return Project(config, cat.resolve(raw, config.public, root), raw)
 

@@ -34,6 +34,8 @@ KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
     (lambda k: k.endswith("_GROUPS"), "groups"),
     (lambda k: k.endswith(("_MAX_FILES", "_KEY_SIZE", "_DAYS")) or k == "HISTORY_KEEP",
      "count"),
+    (lambda k: k.startswith("BACKUP_KEEP_"), "keep"),
+    (lambda k: k == "BACKUP_REPOSITORY", "repository"),
     (lambda k: k.endswith(("_MAX_SIZE", "_KEEP_STORAGE")), "size"),
     (lambda k: k.endswith("_EXPIRY"), "hours"),
     (lambda k: k == "CA_KEY_ALGO", "keyalgo"),
@@ -229,6 +231,24 @@ def _count(value: str) -> tuple[str, str] | None:
     return f"{value!r} is not a positive whole number", "use e.g. 3"
 
 
+def _keep(value: str) -> tuple[str, str] | None:
+    if value.isdigit() and int(value) < 10_000:
+        return None
+    return f"{value!r} is not a number of snapshots", "use e.g. 7 (0: none of that kind)"
+
+
+REPOSITORY_RE = re.compile(r"^(?:(?:sftp|s3|rest|b2|azure|gs|swift):[A-Za-z0-9@._:/+~=-]+|"
+                           r"[A-Za-z0-9._/~+=-]+)$")
+
+
+def _repository(value: str) -> tuple[str, str] | None:
+    if REPOSITORY_RE.match(value) and ".." not in value.split("/"):
+        return None
+    return (f"{value!r} is not a folder or a restic repository URL",
+            "use e.g. backups, /srv/backups or sftp:backup@nas:/srv/restic (no spaces or "
+            "quotes)")
+
+
 def _size(value: str) -> tuple[str, str] | None:
     if re.fullmatch(r"[0-9]+([kKmMgGtT][bB]?|[bB])?", value):
         return None
@@ -304,6 +324,8 @@ _CHECKERS: dict[str, Callable[[str], tuple[str, str] | None]] = {
     "name": _name,
     "groups": _groups,
     "count": _count,
+    "keep": _keep,
+    "repository": _repository,
     "size": _size,
     "hours": _hours,
     "keyalgo": _keyalgo,

@@ -9,6 +9,7 @@ keeps ``invoke --list`` instant.
 from invoke import Collection
 
 from . import (
+    backup,
     certs,
     checks,
     config,
@@ -28,8 +29,8 @@ from . import docker as docker_tasks
 # prefix (`invoke certs.ca`); an unnamed one holds root tasks (`invoke up`) and their own
 # named collections (volumes, pins).
 ns = Collection()
-for module in (stacks, lifecycle, checks, deploy, history, updates, dev, doctor, config, certs,
-               host, docker_tasks, registry):
+for module in (stacks, lifecycle, checks, deploy, history, updates, backup, dev, doctor, config,
+               certs, host, docker_tasks, registry):
     if module.ns.name:
         ns.add_collection(module.ns)
         continue

@@ -104,7 +104,8 @@ SEVENTH = {
             "image": "{{ NGINX_IMAGE }}",
             "user": "101:101",
             "secret_env": {"DB_PASSWORD": "WIKI_DB_PASSWORD"},
-            "volumes": [{"source": "wiki", "target": "/data", "owner": "101:101"},
+            "volumes": [{"source": "wiki", "target": "/data", "owner": "101:101",
+                         "backup": "stop"},
                         {"source": "site.conf", "target": "/etc/site.conf", "kind": "config"}],
             "ports": [{"published": 8089, "target": 8080,
                        "reason": "the wiki behind its own login"}],
@@ -137,6 +138,10 @@ def test_a_seventh_stack_needs_no_engine_change(tmp_path: Path) -> None:
     assert any(row[0] == "wiki.localhost" for row in route_rows(project.catalogue))
     assert "svc_wiki" in mermaid(project.catalogue)
     assert "WIKI_DB_PASSWORD" in project.config.secrets
+    from infra.backup import plan_stack
+
+    wiki_backup = plan_stack(project.catalogue["wiki"])
+    assert wiki_backup.included == ("wiki",) and wiki_backup.stop == ("wiki",)
 
 
 def test_a_public_route_without_reason_is_refused(tmp_path: Path) -> None:

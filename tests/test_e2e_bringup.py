@@ -631,6 +631,79 @@ def test_update_takes_a_newer_pin_and_one_that_fails_is_rolled_back(lab: e2e.Lab
     assert healed.returncode == 0, healed.stdout[-4000:]
 
 
+def _psql(lab: e2e.Lab, sql: str) -> str:
+    return lab.docker("exec", "-u", "70", "auth-postgresql-1", "psql", "-q", "-t", "-A",
+                      "-U", "authentik", "-d", "authentik", "-c", sql).strip()
+
+
+def test_backup_and_restore_bring_back_rows_files_owners_and_modes(lab: e2e.Lab) -> None:
+    """restic and the real PostgreSQL of the auth stack's double: rows and files written,
+    backed up, destroyed, restored: every row, every file's content, owner and mode."""
+    require_program("restic")
+    _psql(lab, "DROP TABLE IF EXISTS kept; CREATE TABLE kept (x text); "
+               "INSERT INTO kept VALUES ('row one'), ('row two');")
+    probe = lab.workdir / "data" / "auth" / "data" / "media" / "probe.txt"
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text("the file\n")
+    os.chown(probe, 1000, 1000)
+    probe.chmod(0o640)
+    first = lab.invoke("backup", "--stack", "auth")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    assert "auth" in first.stdout and "size added" in first.stdout
+    again = lab.invoke("backup", "--stack", "auth")  # nothing changed: deduplicated
+    assert again.returncode == 0, again.stderr
+    listed = json.loads(lab.invoke("backup.snapshots", "--stack", "auth", "--json").stdout)
+    snapshots = listed["snapshots"]
+    assert len(snapshots) >= 2
+    assert snapshots[-1]["tags"]["stack"] == "auth" and snapshots[-1]["tags"]["rev"] != "0"
+
+    _psql(lab, "DROP TABLE kept;")
+    probe.unlink()
+    later = probe.parent / "later.txt"
+    later.write_text("written after the backup\n")
+    refused = lab.invoke("restore", "--stack", "auth")
+    assert refused.returncode == 2 and "newer than snapshot" in refused.stderr, refused.stderr
+    assert _psql(lab, "SELECT to_regclass('kept') IS NULL;") == "t"  # untouched
+    for args, says in ((("--snapshot", "deadbeef"), "no snapshot deadbeef"),
+                       (("--snapshot", "x;rm"), "is not a snapshot ID")):
+        bad = lab.invoke("restore", "--stack", "auth", "--yes", *args)
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
+    wrong = lab.invoke("backup.snapshots", env={"BACKUP_PASSWORD": "x" * 48})
+    assert wrong.returncode == 2 and "does not open with BACKUP_PASSWORD" in wrong.stderr
+
+    restored = lab.invoke("restore", "--stack", "auth", "--yes")
+    assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr
+    assert _psql(lab, "SELECT x FROM kept ORDER BY x;").splitlines() == ["row one", "row two"]
+    assert probe.read_text() == "the file\n" and not later.exists()
+    info = probe.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1000, 1000, 0o640)
+    assert not list((lab.workdir / "data" / "auth").glob("*.pre-restore-*"))  # cleaned up
+    containers = lab.containers()
+    assert all(c["health"] in ("healthy", "") and c["state"] == "running"
+               for (project, _), c in containers.items() if project == "auth"), containers
+
+
+def test_a_backup_stops_what_must_stop_and_starts_it_healthy(lab: e2e.Lab) -> None:
+    """monitoring: Grafana (SQLite) stops for the snapshot and comes back healthy; the rest
+    is read live."""
+    require_program("restic")
+    started = lab.docker("inspect", "--format", "{{.State.StartedAt}}",
+                         "monitoring-grafana-1").strip()
+    loki = lab.docker("inspect", "--format", "{{.State.StartedAt}}",
+                      "monitoring-loki-1").strip()
+    result = lab.invoke("backup", "--stack", "monitoring")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert lab.docker("inspect", "--format", "{{.State.StartedAt}}",
+                      "monitoring-grafana-1").strip() != started
+    assert lab.docker("inspect", "--format", "{{.State.StartedAt}}",
+                      "monitoring-loki-1").strip() == loki  # live: never stopped
+    assert lab.containers()[("monitoring", "grafana")]["health"] == "healthy"
+    snapshot = json.loads(lab.invoke("backup.snapshots", "--stack", "monitoring",
+                                     "--json").stdout)["snapshots"][-1]
+    wrong = lab.invoke("restore", "--stack", "auth", "--yes", "--snapshot", snapshot["id"][:8])
+    assert wrong.returncode == 2 and "is of stack monitoring" in wrong.stderr, wrong.stderr
+
+
 def test_a_double_is_its_image_s_contract(lab: e2e.Lab, tmp_path: Path) -> None:
     """The Mimir double writes what the real image writes at start-up (its activity tracker,
     relative to its working directory "/") and has only the programs the image has: on a

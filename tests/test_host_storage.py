@@ -20,7 +20,7 @@ services:
   loki:
     image: grafana/loki:3.7.0
     volumes:
-      - {source: loki, target: /loki, owner: "10001:10001"}
+      - {source: loki, target: /loki, owner: "10001:10001", backup: live}
       - {source: loki.yaml, target: /etc/loki.yaml, kind: config}
 """,
     "auth": """
@@ -29,11 +29,12 @@ services:
   postgresql:
     image: postgres:16.10-alpine
     volumes:
-      - {source: postgres, target: /var/lib/postgresql/data, owner: "70:70", mode: "0700"}
+      - {source: postgres, target: /var/lib/postgresql/data, owner: "70:70", mode: "0700",
+         backup: "dump:postgres"}
   redis:
     image: redis:7
     volumes:
-      - {source: redis, target: /data}
+      - {source: redis, target: /data, backup: exclude}
 """,
 }
 
@@ -60,8 +61,8 @@ def test_data_dirs_come_from_the_catalogue(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_conflicting_owners_are_refused(tmp_path: Path) -> None:
     stacks = {"a": "name: a\nservices:\n  x: {image: i:1, volumes: [{source: s, target: /s, "
-                   "owner: '1:1'}]}\n  y: {image: i:1, volumes: [{source: s, target: /t, "
-                   "owner: '2:2'}]}\n"}
+                   "owner: '1:1', backup: live}]}\n  y: {image: i:1, volumes: [{source: s, "
+                   "target: /t, owner: '2:2', backup: live}]}\n"}
     with pytest.raises(ConfigError, match="declared with owner"):
         st.data_dirs(make_catalogue(tmp_path / "s", stacks), "/d")
 

@@ -135,10 +135,11 @@ R = "a login guards it"
     ({"name": "odd", "services": {"web": {"image": "x:1", "volumes": [
         {"source": "d", "target": "/d", "ownr": "1:1"}]}}}, "did you mean owner?"),
     ({"name": "odd", "services": {"web": {"image": "x:1", "volumes": [
-        {"source": "../../../etc", "target": "/etc", "owner": "0:0", "mode": "0777"}]}}},
+        {"source": "../../../etc", "target": "/etc", "owner": "0:0", "mode": "0777",
+         "backup": "live"}]}}},
      "not a folder inside DATA_ROOT"),
     ({"name": "odd", "services": {"web": {"image": "x:1", "volumes": [
-        {"source": "/etc", "target": "/etc", "owner": "0:0"}]}}},
+        {"source": "/etc", "target": "/etc", "owner": "0:0", "backup": "live"}]}}},
      "not a folder inside DATA_ROOT"),
     ({"name": "odd", "services": {
         "a": {"image": "x:1", "ports": [{"published": 8080, "target": 80, "reason": R}]},

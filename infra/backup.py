@@ -1,0 +1,259 @@
+"""Backups with restic: what each stack's snapshot holds and how it is made consistent.
+
+Declared in the catalogue, per data volume (``backup:``, catalogue.BACKUP_MODES):
+
+- ``live``: read while the service runs (append-only or self-consistent stores: TSDB blocks
+  with their WAL, uploaded files);
+- ``stop``: the services that mount it stop for the seconds of the snapshot and start again,
+  health-gated, whatever happened (single-file databases: SQLite);
+- ``dump:postgres``: ``pg_dump`` in the running container (over its local socket); the dump
+  is snapshotted, the cluster's live files are not;
+- ``exclude``: not backed up (caches; the media library unless BACKUP_MEDIA_LIBRARY_ENABLED).
+
+The plan is data (``plan_stack``); the commands are strings run through the context
+(``restic_command``, ``dump_command``); restic's ``--json`` output is read by
+``parse_summary``/``parse_snapshots``. A snapshot is tagged ``stack:<name>``,
+``host:<host>`` and ``rev:<deploy revision>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from .catalogue import Stack
+from .errors import ConfigError, Problem
+
+LIVE, STOP, EXCLUDE, DUMP_POSTGRES = "live", "stop", "exclude", "dump:postgres"
+SNAPSHOT_RE = re.compile(r"^[0-9a-f]{8,64}$")
+DUMPS = "dumps"  # the folder (in the stack's backup staging folder) the dumps are written to
+
+
+@dataclass(frozen=True)
+class VolumeBackup:
+    source: str  # relative to DATA_ROOT
+    mode: str
+    services: tuple[str, ...]  # the services that mount it
+
+
+@dataclass(frozen=True)
+class Dump:
+    service: str
+    kind: str  # postgres
+    user: str  # the database role the dump runs as (the container's POSTGRES_USER)
+    database: str
+    uid: str  # the container user the dump command runs as
+    source: str  # the volume whose live files the dump stands for
+
+    @property
+    def file(self) -> str:
+        return f"{DUMPS}/{self.service}.sql"
+
+
+@dataclass(frozen=True)
+class StackBackup:
+    stack: str
+    volumes: tuple[VolumeBackup, ...]
+    stop: tuple[str, ...]  # services stopped for the snapshot
+    dumps: tuple[Dump, ...]
+
+    @property
+    def included(self) -> tuple[str, ...]:
+        """The sources whose files the snapshot holds (nested ones are inside their parent)."""
+        chosen = sorted(v.source for v in self.volumes if v.mode in (LIVE, STOP))
+        return tuple(s for s in chosen
+                     if not any(s != p and s.startswith(p + "/") for p in chosen))
+
+    @property
+    def empty(self) -> bool:
+        return not self.included and not self.dumps
+
+
+def plan_stack(stack: Stack) -> StackBackup:
+    """What a backup of ``stack`` holds, and what it stops or dumps (nothing is touched)."""
+    by_source: dict[str, list[tuple[str, str]]] = {}
+    for service in stack.services:
+        for volume in service.volumes:
+            if volume.kind == "data":
+                by_source.setdefault(volume.source, []).append((service.name, volume.backup))
+    volumes, problems = [], []
+    for source, uses in sorted(by_source.items()):
+        modes = {mode for _, mode in uses}
+        if len(modes) > 1:
+            problems.append(Problem(f"volume {source} is backed up as {' and '.join(sorted(modes))}"
+                                    " by different services", key=f"{stack.name}.volumes",
+                                    file=str(stack.directory / "stack.yaml"),
+                                    fix="give every mount of one source the same backup:"))
+            continue
+        volumes.append(VolumeBackup(source, modes.pop(), tuple(s for s, _ in uses)))
+    if problems:
+        raise ConfigError(problems)
+    # a nested source follows its parent's mode (media-library/media in media-library)
+    stop = sorted({s for v in volumes if v.mode == STOP for s in v.services})
+    dumps = []
+    for kept in (v for v in volumes if v.mode == DUMP_POSTGRES):
+        service = stack.service(kept.services[0])
+        env = dict(service.environment)
+        uid = (service.user or "70").split(":", 1)[0]
+        dumps.append(Dump(service.name, "postgres", str(env.get("POSTGRES_USER", "postgres")),
+                          str(env.get("POSTGRES_DB", env.get("POSTGRES_USER", "postgres"))),
+                          uid, kept.source))
+    non_oneshot = {s.name for s in stack.services if not s.oneshot}
+    return StackBackup(stack.name, tuple(volumes), tuple(s for s in stop if s in non_oneshot),
+                       tuple(dumps))
+
+
+# ---------------------------------------------------------------- commands (strings)
+
+
+def dump_command(compose_base: str, dump: Dump, target: str) -> str:
+    """pg_dump of the database inside its running container, written to ``target`` (a file
+    on the engine's host) through a temp file, so a failed dump never replaces a good one."""
+    q = shlex.quote
+    inside = (f"pg_dump --username={q(dump.user)} --dbname={q(dump.database)} --clean "
+              "--if-exists --no-owner")
+    return (f"mkdir -p {q(str(PurePosixPath(target).parent))} && "
+            f"{compose_base} exec -T -u {q(dump.uid)} {q(dump.service)} {inside} "
+            f"> {q(target + '.tmp')} && mv {q(target + '.tmp')} {q(target)}")
+
+
+def load_dump_command(compose_base: str, dump: Dump, source: str) -> str:
+    """Feed a dump into the (fresh) database inside its running container, stopping at the
+    first error."""
+    q = shlex.quote
+    return (f"{compose_base} exec -T -u {q(dump.uid)} {q(dump.service)} psql --quiet "
+            f"--username={q(dump.user)} --dbname={q(dump.database)} -v ON_ERROR_STOP=1 "
+            f"< {q(source)}")
+
+
+def restic_command(args: Sequence[str], repository: str, password_file: str) -> str:
+    """A restic command line: its repository and password file given by environment
+    variables on the line (never the password itself)."""
+    q = shlex.quote
+    return (f"RESTIC_REPOSITORY={q(repository)} RESTIC_PASSWORD_FILE={q(password_file)} "
+            f"restic {' '.join(q(a) for a in args)}")
+
+
+def backup_args(paths: Iterable[str], tags: Mapping[str, str], host: str) -> list[str]:
+    return ["backup", "--json", "--host", host,
+            *[f"--tag={k}:{v}" for k, v in tags.items()], *paths]
+
+
+def forget_args(stack: str, keep: Mapping[str, int]) -> list[str]:
+    """Retention of one stack's snapshots (per host: a snapshot's revision tag differs from
+    one backup to the next, so grouping by tags would keep them all)."""
+    return ["forget", "--json", "--prune", "--tag", f"stack:{stack}", "--group-by", "host",
+            *[f"--keep-{k}={v}" for k, v in keep.items() if v > 0]]
+
+
+# ---------------------------------------------------------------- restic's output
+
+
+@dataclass(frozen=True)
+class Summary:
+    snapshot: str
+    files_new: int
+    files_changed: int
+    files_total: int
+    bytes_added: int
+    seconds: float
+
+
+def parse_summary(text: str) -> Summary:
+    """The summary of ``restic backup --json`` (its last JSON line of that type)."""
+    for line in reversed(text.splitlines()):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("message_type") == "summary":
+            return Summary(str(message.get("snapshot_id", "")),
+                           int(message.get("files_new", 0)),
+                           int(message.get("files_changed", 0)),
+                           int(message.get("total_files_processed", 0)),
+                           int(message.get("data_added", 0)),
+                           float(message.get("total_duration", 0.0)))
+    raise ValueError("restic printed no summary")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    time: str
+    tags: Mapping[str, str]
+    paths: tuple[str, ...]
+
+    @property
+    def short(self) -> str:
+        return self.id[:8]
+
+
+def parse_snapshots(text: str) -> list[Snapshot]:
+    """``restic snapshots --json``, oldest first (entries of another shape are skipped)."""
+    try:
+        listed = json.loads(text or "[]")
+    except ValueError:
+        raise ValueError("restic's snapshot list is not JSON") from None
+    found = []
+    for item in listed if isinstance(listed, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        tags = dict(str(t).split(":", 1) for t in item.get("tags") or [] if ":" in str(t))
+        found.append(Snapshot(item["id"], str(item.get("time", "")), tags,
+                              tuple(str(p) for p in item.get("paths") or [])))
+    return sorted(found, key=lambda s: s.time)
+
+
+def choose_snapshot(snapshots: Sequence[Snapshot], stack: str, wanted: str = "") -> Snapshot:
+    """The stack's latest snapshot, or the one ``wanted`` names (a unique ID prefix)."""
+    mine = [s for s in snapshots if s.tags.get("stack") == stack]
+    if wanted:
+        if not SNAPSHOT_RE.match(wanted):
+            raise ConfigError(Problem(f"{wanted!r} is not a snapshot ID", key="--snapshot",
+                                      fix="give the ID (or its first 8 characters) that "
+                                          "`invoke backup.list` shows"))
+        matches = [s for s in snapshots if s.id.startswith(wanted)]
+        if not matches:
+            raise ConfigError(Problem(f"no snapshot {wanted} in the repository",
+                                      key="--snapshot", fix=f"choose one of {stack}'s: "
+                                      + (", ".join(s.short for s in mine) or "none yet")))
+        chosen = matches[-1]
+        if chosen.tags.get("stack") != stack:
+            raise ConfigError(Problem(f"snapshot {chosen.short} is of stack "
+                                      f"{chosen.tags.get('stack', '(none)')}, not {stack}",
+                                      key="--snapshot", fix=f"choose one of {stack}'s: "
+                                      + (", ".join(s.short for s in mine) or "none yet")))
+        return chosen
+    if not mine:
+        raise ConfigError(Problem(f"the repository has no snapshot of {stack}", key="--stack",
+                                  fix=f"run `invoke backup --stack {stack}` first"))
+    return mine[-1]
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def as_rows(plans: Sequence[StackBackup], sizes: Mapping[str, int] | None = None
+            ) -> list[tuple[Any, ...]]:
+    """(stack, volume, how, services, size) for the plan's backup section."""
+    rows = []
+    for plan in plans:
+        for volume in plan.volumes:
+            stopped = ", ".join(s for s in volume.services if s in plan.stop)
+            how = {LIVE: "live", STOP: f"stop {stopped}", EXCLUDE: "excluded",
+                   DUMP_POSTGRES: "pg_dump in the container"}[volume.mode]
+            size = (sizes or {}).get(volume.source)
+            rows.append((plan.stack, volume.source, how, ", ".join(volume.services),
+                         human_bytes(size) if size is not None else ""))
+    return rows

@@ -1,0 +1,209 @@
+"""Backup and restore through the context: restic on the engine's host, every command a
+``c.run`` (infra.backup builds them and reads restic's output).
+
+Backup of a stack: dump its databases in their running containers, stop what must stop,
+snapshot, start again health-gated whatever happened, then apply the retention. Restore:
+the snapshot goes to a staging folder first (a failed or partial restore leaves the live data
+as it was), the stack stops, each volume is swapped for its restored copy (the old one kept
+aside until the stack is healthy again), a database comes back from its dump into a fresh
+cluster, and the stack is brought up health-gated.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import backup as bk
+from .errors import ConfigError, InfraError, Problem
+from .fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from .project import Project
+
+q = shlex.quote
+URL_SCHEMES = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:")
+
+
+@dataclass(frozen=True)
+class Repository:
+    url: str  # what restic is given (a local folder, absolute, or a restic URL)
+    password_file: str  # a 0600 file holding BACKUP_PASSWORD (never on a command line)
+
+    def command(self, *args: str) -> str:
+        return bk.restic_command(args, self.url, self.password_file)
+
+
+def repository_of(project: Project) -> Repository:
+    """The configured repository, its password written to a private file for restic."""
+    config = project.config
+    value = config["BACKUP_REPOSITORY"]
+    url = value if value.startswith(URL_SCHEMES) else str(config.path("BACKUP_REPOSITORY"))
+    folder = config.build_dir / "backup"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    password = folder / "password"
+    atomic_write(password, config.secrets["BACKUP_PASSWORD"] + "\n", 0o600)
+    return Repository(url, str(password))
+
+
+def ensure_repository(c: Any, repo: Repository) -> bool:
+    """Open the repository, creating it when there is none; True when it was created."""
+    probe = c.run(repo.command("cat", "config"), hide=True, warn=True, in_stream=False)
+    if probe.ok:
+        return False
+    text = (probe.stderr or probe.stdout).strip()
+    if "wrong password" in text or "no key found" in text:
+        raise ConfigError(Problem(f"the backup repository {repo.url} does not open with "
+                                  "BACKUP_PASSWORD", key="BACKUP_PASSWORD",
+                                  fix="put back the password it was made with (the one "
+                                      "`invoke backup.password` exported) in env/secrets.env"))
+    if not any(sign in text for sign in ("does not exist", "Is there a repository",
+                                         "unable to open config file", "no such file")):
+        raise InfraError(f"cannot open the backup repository {repo.url}: {_tail(text)}")
+    made = c.run(repo.command("init"), hide=True, warn=True, in_stream=False)
+    if not made.ok:
+        raise InfraError(f"cannot create the backup repository {repo.url}: "
+                         f"{_tail(made.stderr or made.stdout)}")
+    return True
+
+
+def _tail(text: str, lines: int = 4) -> str:
+    return " / ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    data_root: str
+    staging: str  # this stack's backup folder on the engine's host (its dumps)
+    compose_base: str  # `docker compose -p NAME`
+    compose_up: Callable[[Sequence[str]], str]  # `... up -d --wait SERVICES` (rendered files)
+
+    def data(self, source: str) -> str:
+        return f"{self.data_root.rstrip('/')}/{source}"
+
+
+def back_up_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repository,
+                  tags: Mapping[str, str], host: str, say: Callable[[str], None]
+                  ) -> bk.Summary:
+    """One stack's snapshot, with the least downtime; stopped services always start again."""
+    for dump in plan.dumps:
+        say(f"{plan.stack}: pg_dump of {dump.database} in {dump.service}")
+        done = c.run(bk.dump_command(paths.compose_base, dump,
+                                     f"{paths.staging}/{dump.file}"), hide=True, warn=True,
+                     in_stream=False)
+        if not done.ok:
+            raise InfraError(f"the dump of {plan.stack}/{dump.service} failed: "
+                             f"{_tail(done.stderr)} (is the stack up? invoke up --stack "
+                             f"{plan.stack})")
+    stopped: tuple[str, ...] = ()
+    failure: BaseException | None = None
+    try:
+        if plan.stop:
+            say(f"{plan.stack}: stopping {', '.join(plan.stop)} for the snapshot")
+            c.run(f"{paths.compose_base} stop {' '.join(q(s) for s in plan.stop)}", hide=True,
+                  in_stream=False)
+            stopped = plan.stop
+        sources = [paths.data(s) for s in plan.included]
+        sources += [f"{paths.staging}/{bk.DUMPS}"] if plan.dumps else []
+        say(f"{plan.stack}: snapshot of {len(sources)} folder(s)")
+        result = c.run(repo.command(*bk.backup_args(sources, tags, host)), hide=True,
+                       warn=True, in_stream=False)
+        if not result.ok:
+            raise InfraError(f"restic could not back up {plan.stack}: "
+                             f"{_tail(result.stderr or result.stdout)}")
+        return bk.parse_summary(result.stdout)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        if stopped:
+            say(f"{plan.stack}: starting {', '.join(stopped)} again")
+            started = c.run(paths.compose_up(stopped), hide=True, warn=True, in_stream=False)
+            if not started.ok and failure is None:
+                raise InfraError(f"{plan.stack}: {', '.join(stopped)} did not become healthy "
+                                 f"after the snapshot: {_tail(started.stderr)}")
+
+
+def forget(c: Any, repo: Repository, stack: str, keep: Mapping[str, int]) -> None:
+    result = c.run(repo.command(*bk.forget_args(stack, keep)), hide=True, warn=True,
+                   in_stream=False)
+    if not result.ok:
+        raise InfraError(f"restic could not apply the retention to {stack}: "
+                         f"{_tail(result.stderr)}")
+
+
+def snapshots(c: Any, repo: Repository, stack: str = "") -> list[bk.Snapshot]:
+    args = ["snapshots", "--json"] + (["--tag", f"stack:{stack}"] if stack else [])
+    result = c.run(repo.command(*args), hide=True, warn=True, in_stream=False)
+    if not result.ok:
+        raise InfraError(f"cannot list the snapshots of {repo.url}: {_tail(result.stderr)}")
+    return bk.parse_snapshots(result.stdout)
+
+
+def newer_data(c: Any, plan: bk.StackBackup, paths: StackPaths, snapshot: bk.Snapshot
+               ) -> list[str]:
+    """The stack's files changed after the snapshot was taken (the first few)."""
+    folders = [paths.data(s) for s in plan.included + tuple(d.source for d in plan.dumps)]
+    if not folders:
+        return []
+    stamp = snapshot.time.replace("T", " ")[:19]
+    found = c.run(f"find {' '.join(q(f) for f in folders)} -newermt {q(stamp + ' UTC')} "
+                  "-type f 2>/dev/null | head -n 5", hide=True, warn=True, in_stream=False)
+    return [line for line in found.stdout.splitlines() if line.strip()]
+
+
+def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repository,
+                  snapshot: bk.Snapshot, stop_stack: Callable[[], None],
+                  prepare_volumes: Callable[[], None], bring_up: Callable[[], None],
+                  say: Callable[[str], None]) -> list[str]:
+    """Restore ``snapshot`` over the stack's volumes; returns the folders kept aside (the
+    data as it was), removed once the stack is healthy."""
+    staging = f"{paths.staging}/restore-{snapshot.short}"
+    say(f"{plan.stack}: restoring snapshot {snapshot.short} to a staging folder")
+    c.run(f"rm -rf {q(staging)} && mkdir -p {q(staging)}", hide=True, in_stream=False)
+    result = c.run(repo.command("restore", snapshot.id, "--target", staging), hide=True,
+                   warn=True, in_stream=False)
+    if not result.ok:
+        c.run(f"rm -rf {q(staging)}", hide=True, warn=True, in_stream=False)
+        raise InfraError(f"restic could not restore {snapshot.short} of {plan.stack}; the live "
+                         f"data is untouched: {_tail(result.stderr or result.stdout)}")
+    missing = [s for s in plan.included
+               if not c.run(f"test -d {q(staging + paths.data(s))}", hide=True, warn=True,
+                            in_stream=False).ok]
+    if missing:
+        c.run(f"rm -rf {q(staging)}", hide=True, warn=True, in_stream=False)
+        raise InfraError(f"snapshot {snapshot.short} does not hold {', '.join(missing)} of "
+                         f"{plan.stack}; the live data is untouched")
+    say(f"{plan.stack}: stopping the stack")
+    stop_stack()
+    suffix = f".pre-restore-{int(time.time())}"
+    aside = []
+    for source in plan.included + tuple(d.source for d in plan.dumps):
+        live = paths.data(source)
+        c.run(f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi", hide=True,
+              in_stream=False)
+        aside.append(live + suffix)
+        if source in plan.included:
+            c.run(f"mkdir -p {q(str(Path(live).parent))} && mv {q(staging + live)} {q(live)}",
+                  hide=True, in_stream=False)
+    prepare_volumes()  # a dumped database's folder, fresh, with its owner and mode
+    for dump in plan.dumps:
+        say(f"{plan.stack}: loading the dump of {dump.database} into {dump.service}")
+        c.run(paths.compose_up([dump.service]), hide=True, in_stream=False)
+        loaded = c.run(bk.load_dump_command(paths.compose_base, dump,
+                                            f"{staging}{paths.staging}/{dump.file}"),
+                       hide=True, warn=True, in_stream=False)
+        if not loaded.ok:
+            raise InfraError(f"the dump of {plan.stack}/{dump.service} did not load: "
+                             f"{_tail(loaded.stderr)}; the data as it was is kept in "
+                             + ", ".join(aside))
+    say(f"{plan.stack}: bringing the stack up")
+    bring_up()
+    c.run(f"rm -rf {q(staging)} " + " ".join(q(a) for a in aside), hide=True, warn=True,
+          in_stream=False)
+    return aside

@@ -1,0 +1,86 @@
+"""What a backup holds and how, from the catalogue; restic's output read strictly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra import backup as bk
+from infra.errors import ConfigError
+from tests.support.rendering import load
+
+pytestmark = pytest.mark.unit
+
+PLAN_CASES = [
+    # stack, what the snapshot holds, services stopped for it, databases dumped
+    ("auth", ("auth/custom-templates", "auth/data"), (), ("postgresql",)),
+    ("monitoring", ("dozzle", "grafana", "loki", "mimir-1", "mimir-2", "mimir-3", "tempo"),
+     ("grafana",), ()),
+    ("media", ("bazarr", "plex", "prowlarr", "qbittorrent", "radarr", "seerr", "sonarr"),
+     ("bazarr", "plex", "prowlarr", "qbittorrent", "radarr", "seerr", "sonarr"), ()),
+    ("zot", ("zot",), ("zot",), ()),
+    ("minio", ("minio",), ("minio",), ()),
+]
+
+
+@pytest.mark.parametrize(("stack", "included", "stopped", "dumped"), PLAN_CASES)
+def test_the_backup_plan_follows_the_catalogue(tmp_path: Path, stack: str, included: tuple,
+                                               stopped: tuple, dumped: tuple) -> None:
+    plan = bk.plan_stack(load(tmp_path).catalogue[stack])
+    assert (plan.included, plan.stop, tuple(d.service for d in plan.dumps)) == (
+        included, stopped, dumped)
+
+
+def test_the_media_library_is_backed_up_only_when_asked(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    load(tmp_path)
+    (env / "lib.env").write_text("BACKUP_MEDIA_LIBRARY_ENABLED=true\n")
+    plan = bk.plan_stack(load(tmp_path, "lib").catalogue["media"])
+    assert "media-library" in plan.included and "media-library/media" not in plan.included
+
+
+def test_a_dump_runs_as_the_containers_user_with_its_database(tmp_path: Path) -> None:
+    (dump,) = bk.plan_stack(load(tmp_path).catalogue["auth"]).dumps
+    assert (dump.user, dump.database, dump.uid) == ("authentik", "authentik", "70")
+    line = bk.dump_command("docker compose -p auth", dump, "/b/auth/dumps/postgresql.sql")
+    assert line.startswith("mkdir -p /b/auth/dumps && docker compose -p auth exec -T -u 70 ")
+    assert "> /b/auth/dumps/postgresql.sql.tmp && mv" in line  # a failed dump replaces nothing
+
+
+def test_the_password_never_reaches_a_command_line() -> None:
+    line = bk.restic_command(["snapshots", "--json"], "/srv/my backups", "/p/password")
+    assert line == ("RESTIC_REPOSITORY='/srv/my backups' RESTIC_PASSWORD_FILE=/p/password "
+                    "restic snapshots --json")
+
+
+def test_restics_output_is_read_strictly() -> None:
+    out = "\n".join([json.dumps({"message_type": "status", "percent_done": 0.5}),
+                     json.dumps({"message_type": "summary", "snapshot_id": "ab" * 32,
+                                 "files_new": 2, "files_changed": 1,
+                                 "total_files_processed": 9, "data_added": 2048,
+                                 "total_duration": 1.25})])
+    summary = bk.parse_summary(out)
+    assert (summary.snapshot[:4], summary.files_total, summary.bytes_added) == ("abab", 9, 2048)
+    with pytest.raises(ValueError, match="no summary"):
+        bk.parse_summary("garbage")
+    listed = bk.parse_snapshots(json.dumps([
+        {"id": "b" * 64, "time": "2026-12-07T02:00:00Z", "tags": ["stack:auth", "rev:3"],
+         "paths": ["/d/auth/data"]},
+        {"id": "a" * 64, "time": "2026-12-06T02:00:00Z", "tags": ["stack:auth"]},
+        {"id": 7}, "junk"]))
+    assert [s.short for s in listed] == ["aaaaaaaa", "bbbbbbbb"]  # oldest first, junk skipped
+    assert listed[1].tags == {"stack": "auth", "rev": "3"}
+
+
+def test_choosing_a_snapshot_refuses_what_does_not_fit() -> None:
+    snaps = [bk.Snapshot("a" * 64, "2026-12-06", {"stack": "auth"}, ()),
+             bk.Snapshot("b" * 64, "2026-12-07", {"stack": "monitoring"}, ())]
+    assert bk.choose_snapshot(snaps, "auth").short == "aaaaaaaa"
+    for wanted, says in (("x;rm -rf", "is not a snapshot ID"), ("cccccccc", "no snapshot"),
+                         ("bbbbbbbb", "is of stack monitoring")):
+        with pytest.raises(ConfigError, match=says):
+            bk.choose_snapshot(snaps, "auth", wanted)
+    with pytest.raises(ConfigError, match="no snapshot of zot"):
+        bk.choose_snapshot(snaps, "zot")
