@@ -6,7 +6,8 @@ rows its table shows, each a JSON object keyed by the table's column names (lowe
 spaces as underscores), so a script and a person read the same facts:
 
 - ``status`` / ``ps``: ``services``: [{stack, service, state, health, ports, url}];
-- ``plan``: ``sections``: {stacks, networks, volumes, hostnames, ports, placement}, each a
+- ``plan``: ``sections``: {stacks, networks, volumes, hostnames, ports, placement, backups},
+  each a
   list of rows;
 - ``check``: ``ok`` (bool), ``results``: [{stack, subject, ok, detail}];
 - ``config``: ``profile``, ``settings``: [{key, value, source, origin}] (secrets masked, as

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import catalogue as cat
@@ -140,3 +142,36 @@ def placement_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
                      else (config.get("DEPLOY_LOCAL_ADDRESS") or "-"),
                      "; ".join(notes) or "-"))
     return rows
+
+
+BACKUP_HEADERS = ("stack", "volume", "how", "services", "size now")
+
+
+def backup_rows(catalogue: cat.Catalogue, config: Config) -> list[Row]:
+    """Per data volume: how `invoke backup` makes it consistent, and its size on this
+    machine now (what a first snapshot reads; excluded volumes are not measured)."""
+    from .backup import EXCLUDE, as_rows, plan_stack
+
+    plans = [plan_stack(catalogue[name]) for name in _ordered(catalogue)]
+    root = config.path("DATA_ROOT")
+    sizes = {v.source: _size_of(root / v.source) for p in plans for v in p.volumes
+             if v.mode != EXCLUDE}
+    return [tuple(row) for row in as_rows(plans, {k: v for k, v in sizes.items()
+                                                 if v is not None})]
+
+
+def _size_of(folder: Path) -> int | None:
+    """Bytes of the regular files under ``folder`` (None: absent or unreadable)."""
+    if not folder.is_dir():
+        return None
+    total = 0
+    try:
+        for base, _, files in os.walk(folder, onerror=lambda error: None):
+            for name in files:
+                try:
+                    total += (Path(base) / name).lstat().st_size
+                except OSError:
+                    continue
+    except OSError:
+        return None
+    return total

@@ -38,7 +38,8 @@ def render(c: Any, stack: list[str] | None = None, dry: bool = False, profile: s
 @infra_task(help={"format": "table (default), mermaid or json (its shape: infra/jsonout.py)",
                   "json": "the same as --format json"})
 def plan(c: Any, format: str = "table", json: bool = False, profile: str = "") -> None:
-    """Show stacks in order, networks, volumes, hostnames and ports (or a Mermaid graph)."""
+    """Show stacks in order, networks, volumes, hostnames, ports, placement and the backup
+    plan (or a Mermaid graph)."""
     from infra import plan as views
 
     project = load(profile, write=False)
@@ -61,11 +62,12 @@ def plan(c: Any, format: str = "table", json: bool = False, profile: str = "") -
         ("Published ports", views.PORT_HEADERS, views.port_rows(catalogue, config)),
         ("Placement (env/inventory.yaml; `invoke deploy`)", views.PLACEMENT_HEADERS,
          views.placement_rows(catalogue, config)),
+        ("Backups (`invoke backup`)", views.BACKUP_HEADERS, views.backup_rows(catalogue, config)),
     ]
     if format == "json":
         from infra import jsonout
 
-        names = ("stacks", "networks", "volumes", "hostnames", "ports", "placement")
+        names = ("stacks", "networks", "volumes", "hostnames", "ports", "placement", "backups")
         print(jsonout.document("plan", sections=jsonout.sections(
             {n: (h, r) for n, (_, h, r) in zip(names, sections, strict=True)})))
         return

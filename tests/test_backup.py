@@ -84,3 +84,16 @@ def test_choosing_a_snapshot_refuses_what_does_not_fit() -> None:
             bk.choose_snapshot(snaps, "auth", wanted)
     with pytest.raises(ConfigError, match="no snapshot of zot"):
         bk.choose_snapshot(snaps, "zot")
+
+
+def test_the_plan_shows_how_each_volume_is_backed_up_and_its_size(tmp_path: Path) -> None:
+    from infra.plan import backup_rows
+
+    project = load(tmp_path)
+    grafana = tmp_path / "data" / "grafana"
+    grafana.mkdir(parents=True)
+    (grafana / "grafana.db").write_bytes(b"x" * 3000)
+    rows = {row[1]: row for row in backup_rows(project.catalogue, project.config)}
+    assert rows["grafana"][2:] == ("stop grafana", "grafana", "2.9 KiB")
+    assert rows["auth/postgres"][2] == "pg_dump in the container"
+    assert rows["media-library"][2] == "excluded" and rows["loki"][4] == ""  # not there yet
