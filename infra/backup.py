@@ -257,3 +257,35 @@ def as_rows(plans: Sequence[StackBackup], sizes: Mapping[str, int] | None = None
             rows.append((plan.stack, volume.source, how, ", ".join(volume.services),
                          human_bytes(size) if size is not None else ""))
     return rows
+
+
+# ---------------------------------------------------------------- a schedule
+
+
+SCHEDULE_UNIT = "stackyard-backup"
+
+
+def schedule_units(invoke: str, project_root: str, profile: str, calendar: str
+                   ) -> dict[str, str]:
+    """A systemd service and timer that run `invoke backup` in the project (file name ->
+    text); ``calendar``: systemd's OnCalendar (daily, *-*-* 03:30:00)."""
+    env = f"Environment=INFRA_PROFILE={profile}\n" if profile else ""
+    service = (f"[Unit]\nDescription=Stackyard: back up every stack (restic)\n"
+               "After=docker.service\nWants=docker.service\n\n"
+               f"[Service]\nType=oneshot\nWorkingDirectory={project_root}\n{env}"
+               f"ExecStart={invoke} backup\n")
+    timer = (f"[Unit]\nDescription=Stackyard: back up every stack ({calendar})\n\n"
+             f"[Timer]\nOnCalendar={calendar}\nPersistent=true\nRandomizedDelaySec=10m\n\n"
+             "[Install]\nWantedBy=timers.target\n")
+    return {f"{SCHEDULE_UNIT}.service": service, f"{SCHEDULE_UNIT}.timer": timer}
+
+
+def cron_line(invoke: str, project_root: str, profile: str, calendar: str = "") -> str:
+    """The crontab line for hosts without systemd (root's crontab): at the calendar's time of
+    day when it names one (``*-*-* HH:MM[:SS]``), at midnight for ``daily``, else 03:30."""
+    match = re.match(r"^\*-\*-\* (\d{1,2}):(\d{2})", calendar)
+    hour, minute = ((int(match[1]), int(match[2])) if match
+                    else (0, 0) if calendar == "daily" else (3, 30))
+    env = f"INFRA_PROFILE={shlex.quote(profile)} " if profile else ""
+    return (f"{minute} {hour} * * * cd {shlex.quote(project_root)} && {env}"
+            f"{shlex.quote(invoke)} backup >>/var/log/stackyard-backup.log 2>&1")

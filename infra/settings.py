@@ -36,6 +36,7 @@ KIND_RULES: list[tuple[Callable[[str], bool], str]] = [
      "count"),
     (lambda k: k.startswith("BACKUP_KEEP_"), "keep"),
     (lambda k: k == "BACKUP_REPOSITORY", "repository"),
+    (lambda k: k == "BACKUP_SCHEDULE", "calendar"),
     (lambda k: k.endswith(("_MAX_SIZE", "_KEEP_STORAGE")), "size"),
     (lambda k: k.endswith("_EXPIRY"), "hours"),
     (lambda k: k == "CA_KEY_ALGO", "keyalgo"),
@@ -249,6 +250,17 @@ def _repository(value: str) -> tuple[str, str] | None:
             "quotes)")
 
 
+CALENDAR_RE = re.compile(r"^(?:minutely|hourly|daily|weekly|monthly|"
+                         r"(?:[A-Za-z]{3}(?:[,.][A-Za-z]{3})* )?[0-9*/,.-]+ [0-9*/,:.-]+)$")
+
+
+def _calendar(value: str) -> tuple[str, str] | None:
+    if CALENDAR_RE.match(value):
+        return None
+    return (f"{value!r} is not a systemd calendar time this project writes",
+            "use daily, weekly, or a time such as *-*-* 03:30:00")
+
+
 def _size(value: str) -> tuple[str, str] | None:
     if re.fullmatch(r"[0-9]+([kKmMgGtT][bB]?|[bB])?", value):
         return None
@@ -326,6 +338,7 @@ _CHECKERS: dict[str, Callable[[str], tuple[str, str] | None]] = {
     "count": _count,
     "keep": _keep,
     "repository": _repository,
+    "calendar": _calendar,
     "size": _size,
     "hours": _hours,
     "keyalgo": _keyalgo,

@@ -224,9 +224,52 @@ def restore(c, stack="", snapshot="", yes=False, timeout=0, profile=""):
               "and healthy[/green]")
 
 
+
+
+@infra_task(help={"dry": "show the units (or the cron line) and write nothing"})
+def schedule(c, dry=False, profile=""):
+    """Run `invoke backup` on a timer: a systemd service and timer (BACKUP_SCHEDULE).
+
+    Written to /etc/systemd/system and enabled (as root, as backups run). Without systemd it
+    prints the crontab line to add instead."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from infra import backup as bk
+    from infra.fsutil import atomic_write
+
+    project = load(profile, write=False)
+    config = project.config
+    invoke = shutil.which("invoke") or str(Path(sys.executable).parent / "invoke")
+    root = str(project.root)
+    out = console()
+    if not Path("/run/systemd/system").is_dir():
+        out.print("no systemd on this machine: add this line to root's crontab "
+                  "(crontab -e as root):", markup=False)
+        print(bk.cron_line(invoke, root, config.profile, config["BACKUP_SCHEDULE"]))
+        return
+    units = bk.schedule_units(invoke, root, config.profile, config["BACKUP_SCHEDULE"])
+    folder = Path("/etc/systemd/system")
+    for name, text in units.items():
+        out.print(f"{'would write' if dry else 'writing'} {folder / name}", markup=False)
+        if dry:
+            print(text)
+    if dry:
+        return
+    _require_root_or_say(c)
+    for name, text in units.items():
+        atomic_write(folder / name, text, 0o644)
+    c.run(f"systemctl daemon-reload && systemctl enable --now {bk.SCHEDULE_UNIT}.timer",
+          hide=True)
+    out.print(f"enabled {bk.SCHEDULE_UNIT}.timer ({config['BACKUP_SCHEDULE']}); see "
+              f"`systemctl list-timers {bk.SCHEDULE_UNIT}.timer`", markup=False)
+
+
 backups = Collection("backup")  # `invoke backup` is its default task
 backups.add_task(backup, default=True)
 backups.add_task(snapshots)
 backups.add_task(password)
+backups.add_task(schedule)
 ns = Collection(restore)  # root tasks (tasks/__init__.py)
 ns.add_collection(backups)

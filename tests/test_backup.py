@@ -97,3 +97,14 @@ def test_the_plan_shows_how_each_volume_is_backed_up_and_its_size(tmp_path: Path
     assert rows["grafana"][2:] == ("stop grafana", "grafana", "2.9 KiB")
     assert rows["auth/postgres"][2] == "pg_dump in the container"
     assert rows["media-library"][2] == "excluded" and rows["loki"][4] == ""  # not there yet
+
+
+def test_the_schedule_runs_backup_in_the_project() -> None:
+    units = bk.schedule_units("/p/.venv/bin/invoke", "/p", "home", "*-*-* 04:15:00")
+    service, timer = units["stackyard-backup.service"], units["stackyard-backup.timer"]
+    assert "ExecStart=/p/.venv/bin/invoke backup" in service
+    assert "WorkingDirectory=/p" in service and "INFRA_PROFILE=home" in service
+    assert "OnCalendar=*-*-* 04:15:00" in timer and "Persistent=true" in timer
+    assert bk.cron_line("/p/.venv/bin/invoke", "/p", "", "*-*-* 04:15:00").startswith(
+        "15 4 * * * cd /p && /p/.venv/bin/invoke backup")
+    assert bk.cron_line("/i", "/my project", "", "weekly").startswith("30 3 * * * cd '/my project'")
