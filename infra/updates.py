@@ -7,15 +7,16 @@ written in a stack's catalogue entry (changed there, by hand). For each, the reg
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .registryclient import Client, RegistryError, repository_of
 from .tags import LEVELS, Newer, highest, newer_tags, tag_of
 
 if TYPE_CHECKING:
     from .project import Project
+    from .registryclient import Client
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def pinned_images(project: Project) -> list[PinnedImage]:
 def check_outdated(images: Iterable[PinnedImage], client: Client, mirror: str = ""
                    ) -> list[Outdated]:
     """For each image, the newer tags of its scheme; a registry's failure stays that image's."""
+    from .registryclient import RegistryError, repository_of  # the network: only when asked
+
     results = []
     for image in images:
         try:
@@ -147,6 +150,8 @@ def lock_problems(lock: Lock, images: Sequence[PinnedImage]) -> list[str]:
 def resolve_lock(images: Sequence[PinnedImage], client: Client, mirror: str = ""
                  ) -> tuple[dict[str, str], dict[str, str]]:
     """(pin -> digest, pin -> error) for every tag-pinned image."""
+    from .registryclient import RegistryError, repository_of
+
     digests, errors = {}, {}
     for image in images:
         if "@" in image.reference:
@@ -178,6 +183,7 @@ def as_rows(results: Sequence[Outdated]) -> list[tuple[Any, ...]]:
 
 
 LOCK_FILE = "images.lock"
+DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 LOCK_HEADER = ("# The registry digest each pinned tag resolved to (invoke pins.lock); render pins\n"
                "# every image to tag@digest, so a tag moved upstream is never pulled silently.\n"
                "# Commit it. `invoke outdated` and `invoke update` keep it current.\n")
@@ -193,7 +199,6 @@ def read_lock(env_dir: Any) -> Lock:
     from pathlib import Path
 
     from .errors import ConfigError, Problem
-    from .registryclient import DIGEST_RE
     from .settings import IMAGE_RE
 
     path = Path(lock_path(env_dir))
