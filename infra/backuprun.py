@@ -11,6 +11,7 @@ cluster, and the stack is brought up health-gated.
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,22 +34,49 @@ URL_SCHEMES = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:")
 class Repository:
     url: str  # what restic is given (a local folder, absolute, or a restic URL)
     password_file: str  # a 0600 file holding BACKUP_PASSWORD (never on a command line)
+    options: tuple[str, ...] = ()  # restic -o options (an inventory host's ssh command)
 
     def command(self, *args: str) -> str:
-        return bk.restic_command(args, self.url, self.password_file)
+        extra = [part for option in self.options for part in ("-o", option)]
+        return bk.restic_command([*extra, *args], self.url, self.password_file)
+
+
+def sftp_through_inventory(value: str, project: Project) -> tuple[str, tuple[str, ...]]:
+    """``sftp:<inventory host>:/path``: that host's address, user, port and key, its key
+    checked against the user's known_hosts and the inventory's (never accepted blindly);
+    any other repository as it is."""
+    if not value.startswith("sftp:"):
+        return value, ()
+    where, _, path = value.removeprefix("sftp:").partition(":")
+    from .inventory import inventory_of
+
+    host = inventory_of(project.config, project.catalogue).hosts.get(where)
+    if host is None:
+        return value, ()
+    known = [os.path.expanduser("~/.ssh/known_hosts")]
+    inventory = inventory_of(project.config, project.catalogue)
+    known += [inventory.known_hosts] if inventory.known_hosts else []
+    ssh = ["ssh", "-p", str(host.port), "-o", "BatchMode=yes",
+           "-o", "StrictHostKeyChecking=yes",
+           "-o", "UserKnownHostsFile=" + " ".join(known)]
+    ssh += ["-i", os.path.expanduser(host.key), "-o", "IdentitiesOnly=yes"] if host.key else []
+    ssh += [f"{host.user}@{host.address}", "-s", "sftp"]
+    return (f"sftp:{host.user}@{host.address}:{path}",
+            ("sftp.command=" + " ".join(shlex.quote(part) for part in ssh),))
 
 
 def repository_of(project: Project) -> Repository:
     """The configured repository, its password written to a private file for restic."""
     config = project.config
     value = config["BACKUP_REPOSITORY"]
-    url = value if value.startswith(URL_SCHEMES) else str(config.path("BACKUP_REPOSITORY"))
+    url, options = sftp_through_inventory(value, project)
+    url = url if value.startswith(URL_SCHEMES) else str(config.path("BACKUP_REPOSITORY"))
     folder = config.build_dir / "backup"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     password = folder / "password"
     atomic_write(password, config.secrets["BACKUP_PASSWORD"] + "\n", 0o600)
-    return Repository(url, str(password))
+    return Repository(url, str(password), options)
 
 
 def ensure_repository(c: Any, repo: Repository) -> bool:

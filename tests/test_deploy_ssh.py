@@ -443,3 +443,26 @@ def test_a_failed_change_on_a_host_rolls_back_and_fab_rollback_goes_back(fleet: 
     assert history()[-1]["action"] == "rollback"
     again = fleet.run(FAB, "-H", "h2", "deploy")  # the settings' revision again
     assert again.returncode == 0, again.stdout[-3000:]
+
+
+def test_a_backup_repository_on_an_inventory_host_over_sftp(fleet: Fleet) -> None:
+    """BACKUP_REPOSITORY=sftp:h1:/path reaches h1 with its inventory user, key and verified
+    host key; a host whose key nobody recorded is refused, not trusted."""
+    require_program("restic")
+    repository = fleet.workdir / "h1" / "restic"
+    environ = dict(fleet.environ)
+    try:
+        fleet.environ = {**environ, "BACKUP_REPOSITORY": f"sftp:h1:{repository}"}
+        listed = fleet.invoke("backup.snapshots", "--json")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert json.loads(listed.stdout)["snapshots"] == []
+        assert (repository / "config").is_file()  # made over SFTP on first use
+        address = fleet.host("h2").address
+        # not an inventory name: plain ssh, and nobody recorded this lab host's fresh key
+        fleet.environ = {**environ, "BACKUP_REPOSITORY": f"sftp:root@{address}:/tmp/restic"}
+        unknown = fleet.invoke("backup.snapshots")
+        text = unknown.stdout + unknown.stderr
+        assert unknown.returncode != 0 and "Host key verification failed" in text, text
+        assert "Traceback" not in text
+    finally:
+        fleet.environ = environ
