@@ -100,6 +100,15 @@ def ensure_repository(c: Any, repo: Repository) -> bool:
     return True
 
 
+def _must(c: Any, command: str, what: str) -> Any:
+    """Run ``command``; its failure is an error saying ``what`` failed, with the engine's or
+    the shell's last words (never a traceback)."""
+    result = c.run(command, hide=True, warn=True, in_stream=False)
+    if not result.ok:
+        raise InfraError(f"{what} failed: {_tail(result.stderr or result.stdout)}")
+    return result
+
+
 def _tail(text: str, lines: int = 4) -> str:
     return " / ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
 
@@ -133,8 +142,8 @@ def back_up_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     try:
         if plan.stop:
             say(f"{plan.stack}: stopping {', '.join(plan.stop)} for the snapshot")
-            c.run(f"{paths.compose_base} stop {' '.join(q(s) for s in plan.stop)}", hide=True,
-                  in_stream=False)
+            _must(c, f"{paths.compose_base} stop {' '.join(q(s) for s in plan.stop)}",
+                  f"stopping {', '.join(plan.stop)}")
             stopped = plan.stop
         sources = [paths.data(s) for s in plan.included]
         sources += [f"{paths.staging}/{bk.DUMPS}"] if plan.dumps else []
@@ -193,7 +202,8 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     data as it was), removed once the stack is healthy."""
     staging = f"{paths.staging}/restore-{snapshot.short}"
     say(f"{plan.stack}: restoring snapshot {snapshot.short} to a staging folder")
-    c.run(f"rm -rf {q(staging)} && mkdir -p {q(staging)}", hide=True, in_stream=False)
+    _must(c, f"rm -rf {q(staging)} && mkdir -p {q(staging)}",
+          f"preparing the staging folder {staging} (the live data is untouched)")
     result = c.run(repo.command("restore", snapshot.id, "--target", staging), hide=True,
                    warn=True, in_stream=False)
     if not result.ok:
@@ -213,16 +223,18 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     aside = []
     for source in plan.included + tuple(d.source for d in plan.dumps):
         live = paths.data(source)
-        c.run(f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi", hide=True,
-              in_stream=False)
+        _must(c, f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi",
+              f"moving {live} aside")
         aside.append(live + suffix)
         if source in plan.included:
-            c.run(f"mkdir -p {q(str(Path(live).parent))} && mv {q(staging + live)} {q(live)}",
-                  hide=True, in_stream=False)
+            _must(c, f"mkdir -p {q(str(Path(live).parent))} && mv {q(staging + live)} {q(live)}",
+                  f"putting the restored {source} in place (the data as it was: "
+                  f"{live + suffix})")
     prepare_volumes()  # a dumped database's folder, fresh, with its owner and mode
     for dump in plan.dumps:
         say(f"{plan.stack}: loading the dump of {dump.database} into {dump.service}")
-        c.run(paths.compose_up([dump.service]), hide=True, in_stream=False)
+        _must(c, paths.compose_up([dump.service]), f"starting {dump.service} for its dump "
+              f"(the data as it was: {', '.join(aside)})")
         loaded = c.run(bk.load_dump_command(paths.compose_base, dump,
                                             f"{staging}{paths.staging}/{dump.file}"),
                        hide=True, warn=True, in_stream=False)

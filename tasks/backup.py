@@ -207,7 +207,10 @@ def restore(c, stack="", snapshot="", yes=False, timeout=0, profile=""):
     config = project.config
 
     def stop_stack() -> None:
-        c.run(f"{paths.compose_base} stop", hide=True, in_stream=False)
+        stopped = c.run(f"{paths.compose_base} stop", hide=True, warn=True, in_stream=False)
+        if not stopped.ok:
+            raise Exit(f"error: cannot stop {name} to restore it: {stopped.stderr.strip()}; "
+                       "the live data is untouched", code=1)
 
     def prepare_volumes() -> None:
         engine = read_engine_host(c)

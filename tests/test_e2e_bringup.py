@@ -682,6 +682,23 @@ def test_backup_and_restore_bring_back_rows_files_owners_and_modes(lab: e2e.Lab)
     assert all(c["health"] in ("healthy", "") and c["state"] == "running"
                for (project, _), c in containers.items() if project == "auth"), containers
 
+    # the staging folder on a full disk (a small tmpfs): the restore fails, live data stays
+    big = probe.parent / "big.bin"
+    big.write_bytes(os.urandom(400_000))
+    assert lab.invoke("backup", "--stack", "auth").returncode == 0
+    staging = lab.workdir / "build" / e2e.PROFILE / "backup" / "auth"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(staging)],
+                   check=True)
+    try:
+        full = lab.invoke("restore", "--stack", "auth", "--yes")
+    finally:
+        subprocess.run(["umount", str(staging)], check=True)
+    assert full.returncode != 0, full.stdout[-2000:]
+    assert "live data is untouched" in full.stderr and "Traceback" not in full.stderr, \
+        full.stderr
+    assert big.stat().st_size == 400_000 and probe.read_text() == "the file\n"
+    assert _psql(lab, "SELECT count(*) FROM kept;") == "2"
+
 
 def test_a_backup_stops_what_must_stop_and_starts_it_healthy(lab: e2e.Lab) -> None:
     """monitoring: Grafana (SQLite) stops for the snapshot and comes back healthy; the rest
