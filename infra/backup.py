@@ -49,6 +49,8 @@ class Dump:
     database: str
     uid: str  # the container user the dump command runs as
     source: str  # the volume whose live files the dump stands for
+    owner: str = ""  # uid:gid of that volume's folder ('' when the catalogue sets none)
+    mode: str = ""  # its mode (0700 for a PostgreSQL cluster)
 
     @property
     def file(self) -> str:
@@ -77,10 +79,13 @@ class StackBackup:
 def plan_stack(stack: Stack) -> StackBackup:
     """What a backup of ``stack`` holds, and what it stops or dumps (nothing is touched)."""
     by_source: dict[str, list[tuple[str, str]]] = {}
+    folders: dict[str, tuple[str, str]] = {}  # source -> (owner, mode) as declared first
     for service in stack.services:
         for volume in service.volumes:
             if volume.kind == "data":
                 by_source.setdefault(volume.source, []).append((service.name, volume.backup))
+                owner = f"{volume.owner[0]}:{volume.owner[1]}" if volume.owner else ""
+                folders.setdefault(volume.source, (owner, volume.mode))
     volumes, problems = [], []
     for source, uses in sorted(by_source.items()):
         modes = {mode for _, mode in uses}
@@ -102,7 +107,7 @@ def plan_stack(stack: Stack) -> StackBackup:
         uid = (service.user or "70").split(":", 1)[0]
         dumps.append(Dump(service.name, "postgres", str(env.get("POSTGRES_USER", "postgres")),
                           str(env.get("POSTGRES_DB", env.get("POSTGRES_USER", "postgres"))),
-                          uid, kept.source))
+                          uid, kept.source, *folders.get(kept.source, ("", ""))))
     non_oneshot = {s.name for s in stack.services if not s.oneshot}
     return StackBackup(stack.name, tuple(volumes), tuple(s for s in stop if s in non_oneshot),
                        tuple(dumps))
@@ -289,3 +294,93 @@ def cron_line(invoke: str, project_root: str, profile: str, calendar: str = "") 
     env = f"INFRA_PROFILE={shlex.quote(profile)} " if profile else ""
     return (f"{minute} {hour} * * * cd {shlex.quote(project_root)} && {env}"
             f"{shlex.quote(invoke)} backup >>/var/log/stackyard-backup.log 2>&1")
+
+
+# ---------------------------------------------------------------- restore drills
+
+
+def drill_project(stack: str) -> str:
+    return f"drill-{stack}"
+
+
+def drill_compose(document: Mapping[str, Any], stack: str, data_root: str, scratch_data: str,
+                  sources: Iterable[str]) -> dict[str, Any]:
+    """A stack's compose document as a scratch copy for a restore drill: its restored
+    volumes (``sources``) read from ``scratch_data`` instead of DATA_ROOT, networks of its
+    own with no route out (nothing shared with the live stack), no published ports, no
+    Traefik labels (the live Traefik would route to it)."""
+    import copy
+
+    moved = {f"{data_root.rstrip('/')}/{s}": f"{scratch_data.rstrip('/')}/{s}"
+             for s in sorted(sources, key=len, reverse=True)}
+    result = copy.deepcopy(dict(document))
+    project = drill_project(stack)
+    result["name"] = project
+    result["networks"] = {key: {"name": f"{project}_{key}", "internal": True}
+                          for key in (document.get("networks") or {})}
+    for service in (result.get("services") or {}).values():
+        service.pop("ports", None)
+        service.pop("container_name", None)
+        labels = service.get("labels")
+        if isinstance(labels, dict):
+            service["labels"] = {k: v for k, v in labels.items()
+                                 if not k.startswith("traefik.")}
+        volumes = []
+        for volume in service.get("volumes") or []:
+            text = str(volume)
+            host, sep, rest = text.partition(":")
+            for live, scratch in moved.items():
+                if host == live or host.startswith(live + "/"):
+                    host = scratch + host[len(live):]
+                    break
+            volumes.append(host + sep + rest)
+        if "volumes" in service:
+            service["volumes"] = volumes
+    return result
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    stack: str
+    snapshot: str
+    snapshot_time: str
+    ok: bool
+    restore_seconds: float  # restic restore into the scratch folder
+    total_seconds: float  # restore, bring-up with health checks, teardown
+    age_seconds: float  # how old the newest restorable data is (now - snapshot time)
+    detail: str = ""
+
+
+def drill_metrics(results: Sequence[DrillResult], now: float) -> str:
+    """The drills as Prometheus text (what a scraper or node_exporter's textfile reads)."""
+    lines = ["# HELP stackyard_backup_drill_ok 1 when the last drill's restore came up healthy",
+             "# TYPE stackyard_backup_drill_ok gauge"]
+    lines += [f'stackyard_backup_drill_ok{{stack="{r.stack}"}} {int(r.ok)}' for r in results]
+    lines += ["# HELP stackyard_backup_drill_data_age_seconds age of the newest restorable "
+              "data at the last drill", "# TYPE stackyard_backup_drill_data_age_seconds gauge"]
+    lines += [f'stackyard_backup_drill_data_age_seconds{{stack="{r.stack}"}} '
+              f"{r.age_seconds:.0f}" for r in results]
+    lines += ["# HELP stackyard_backup_drill_seconds how long the last drill took",
+              "# TYPE stackyard_backup_drill_seconds gauge"]
+    lines += [f'stackyard_backup_drill_seconds{{stack="{r.stack}"}} {r.total_seconds:.1f}'
+              for r in results]
+    lines += ["# HELP stackyard_backup_drill_timestamp_seconds when the last drill ran",
+              "# TYPE stackyard_backup_drill_timestamp_seconds gauge"]
+    lines += [f'stackyard_backup_drill_timestamp_seconds{{stack="{r.stack}"}} {now:.0f}'
+              for r in results]
+    return "\n".join(lines) + "\n"
+
+
+_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+def epoch_of(text: str) -> float:
+    """A restic snapshot time (RFC 3339, nanoseconds, Z or an offset) as seconds since the
+    epoch."""
+    from datetime import datetime
+
+    match = _TIME_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a snapshot time")
+    zone = match[3] if match[3] and match[3] != "Z" else "+00:00"
+    return datetime.fromisoformat(match[1] + zone).timestamp() + float(match[2] or 0)

@@ -247,3 +247,61 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     c.run(f"rm -rf {q(staging)} " + " ".join(q(a) for a in aside), hide=True, warn=True,
           in_stream=False)
     return aside
+
+
+def drill_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repository,
+                snapshot: bk.Snapshot, scratch: str, rendered_dir: str,
+                compose_text: Callable[[str], str], write: Callable[[str, str], None],
+                timeout: int, now: float, say: Callable[[str], None]) -> bk.DrillResult:
+    """Restore ``snapshot`` into a scratch project (its own folder, networks and project
+    name; no ports, no Traefik labels), bring it up with its health checks, tear it all
+    down. ``compose_text(scratch_data)``: the drill's compose file (backup.drill_compose)."""
+    begin = time.monotonic()
+    project = bk.drill_project(plan.stack)
+    stack_dir, data = f"{scratch}/stack", f"{scratch}/data"
+    base = (f"docker compose -p {q(project)} --project-directory {q(stack_dir)} "
+            f"-f {q(stack_dir + '/compose.yaml')}")
+    restored_in = 0.0
+    ok, detail = False, ""
+    try:
+        _must(c, f"rm -rf {q(scratch)} && mkdir -p {q(stack_dir)} {q(data)} && "
+                 f"cp -a {q(rendered_dir)}/. {q(stack_dir)}/", "preparing the drill's folder")
+        write(f"{stack_dir}/compose.yaml", compose_text(data))
+        say(f"{plan.stack}: restoring snapshot {snapshot.short} into {scratch}")
+        result = c.run(repo.command("restore", snapshot.id, "--target", f"{scratch}/restore"),
+                       hide=True, warn=True, in_stream=False)
+        if not result.ok:
+            raise InfraError(f"restic could not restore {snapshot.short}: "
+                             f"{_tail(result.stderr or result.stdout)}")
+        for source in plan.included:
+            target = f"{data}/{source}"
+            _must(c, f"mkdir -p {q(str(Path(target).parent))} && "
+                     f"mv {q(scratch + '/restore' + paths.data(source))} {q(target)}",
+                  f"placing the restored {source}")
+        for dump in plan.dumps:
+            folder = f"{data}/{dump.source}"
+            _must(c, f"mkdir -p {q(folder)}"
+                     + (f" && chown {q(dump.owner)} {q(folder)}" if dump.owner else "")
+                     + (f" && chmod {q(dump.mode)} {q(folder)}" if dump.mode else ""),
+                  f"a fresh folder for {dump.service}'s database")
+        restored_in = time.monotonic() - begin
+        wait = f"up -d --wait --wait-timeout {int(timeout)}"
+        for dump in plan.dumps:
+            say(f"{plan.stack}: loading the dump into the drill's {dump.service}")
+            _must(c, f"{base} {wait} --no-deps {q(dump.service)}",
+                  f"starting the drill's {dump.service}")
+            _must(c, bk.load_dump_command(base, dump, f"{scratch}/restore{paths.staging}/"
+                                          f"{dump.file}"), f"loading {dump.service}'s dump")
+        say(f"{plan.stack}: bringing the drill up with its health checks")
+        _must(c, f"{base} {wait}", "the drill's bring-up (its health checks)")
+        ok = True
+    except InfraError as exc:
+        detail = str(exc)
+    finally:
+        say(f"{plan.stack}: tearing the drill down")
+        c.run(f"{base} down --volumes --remove-orphans --timeout 5", hide=True, warn=True,
+              in_stream=False)
+        c.run(f"rm -rf {q(scratch)}", hide=True, warn=True, in_stream=False)
+    return bk.DrillResult(plan.stack, snapshot.short, snapshot.time, ok, restored_in,
+                          time.monotonic() - begin,
+                          max(0.0, now - bk.epoch_of(snapshot.time)), detail)

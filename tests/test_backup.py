@@ -108,3 +108,30 @@ def test_the_schedule_runs_backup_in_the_project() -> None:
     assert bk.cron_line("/p/.venv/bin/invoke", "/p", "", "*-*-* 04:15:00").startswith(
         "15 4 * * * cd /p && /p/.venv/bin/invoke backup")
     assert bk.cron_line("/i", "/my project", "", "weekly").startswith("30 3 * * * cd '/my project'")
+
+
+def test_a_drill_copy_shares_nothing_with_the_live_stack(tmp_path: Path) -> None:
+    import yaml
+
+    from infra.render import render_stacks
+
+    project = load(tmp_path)
+    live = yaml.safe_load(render_stacks(project, ["auth"], write=False)["auth"].files[
+        "compose.yaml"])
+    root = str(project.config.path("DATA_ROOT"))
+    drill = bk.drill_compose(live, "auth", root, "/scratch/data",
+                             ("auth/data", "auth/custom-templates", "auth/postgres"))
+    assert drill["name"] == "drill-auth"
+    assert all(n["name"].startswith("drill-auth_") and n["internal"] and "external" not in n
+               for n in drill["networks"].values())
+    for service in drill["services"].values():
+        assert "ports" not in service
+        assert not any(k.startswith("traefik.") for k in service.get("labels", {}))
+        for volume in service.get("volumes", []):
+            assert not volume.startswith(root + "/auth/"), volume  # restored copies only
+    assert f"{root}/auth/data:/data" in live["services"]["authentik-server"]["volumes"]
+    assert "/scratch/data/auth/data:/data" in drill["services"]["authentik-server"]["volumes"]
+    metrics = bk.drill_metrics([bk.DrillResult("auth", "abcd1234", "t", True, 1.0, 9.5, 3600)],
+                               1_800_000_000)
+    assert 'stackyard_backup_drill_ok{stack="auth"} 1' in metrics
+    assert 'stackyard_backup_drill_data_age_seconds{stack="auth"} 3600' in metrics

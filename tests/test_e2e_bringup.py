@@ -700,6 +700,25 @@ def test_backup_and_restore_bring_back_rows_files_owners_and_modes(lab: e2e.Lab)
     assert _psql(lab, "SELECT count(*) FROM kept;") == "2"
 
 
+def test_a_restore_drill_proves_the_backup_while_the_live_stack_serves(lab: e2e.Lab) -> None:
+    """The drill restores auth's latest snapshot into a scratch project, brings it up with
+    its health checks (the dump loaded into its own PostgreSQL), and removes all of it; the
+    live stack's containers are the same throughout."""
+    require_program("restic")
+    assert lab.invoke("backup", "--stack", "auth").returncode == 0
+    live = {k: v for k, v in _ids(lab).items() if k[0] == "auth"}
+    networks = set(lab.docker("network", "ls", "--format", "{{.Name}}").split())
+    drill = lab.invoke("backup.drill", "--stack", "auth")
+    assert drill.returncode == 0, drill.stdout[-4000:] + drill.stderr
+    assert "restored, healthy" in drill.stdout
+    assert {k: v for k, v in _ids(lab).items() if k[0] == "auth"} == live
+    assert not any(project.startswith("drill-") for project, _ in lab.containers())
+    assert set(lab.docker("network", "ls", "--format", "{{.Name}}").split()) == networks
+    prom = (lab.workdir / "build" / e2e.PROFILE / "backup" / "drills.prom").read_text()
+    assert 'stackyard_backup_drill_ok{stack="auth"} 1' in prom
+    assert not (lab.workdir / "build" / e2e.PROFILE / "backup" / "drills" / "auth").exists()
+
+
 def test_a_backup_stops_what_must_stop_and_starts_it_healthy(lab: e2e.Lab) -> None:
     """monitoring: Grafana (SQLite) stops for the snapshot and comes back healthy; the rest
     is read live."""
