@@ -135,3 +135,16 @@ def test_a_drill_copy_shares_nothing_with_the_live_stack(tmp_path: Path) -> None
                                1_800_000_000)
     assert 'stackyard_backup_drill_ok{stack="auth"} 1' in metrics
     assert 'stackyard_backup_drill_data_age_seconds{stack="auth"} 3600' in metrics
+
+
+def test_the_backups_dashboard_queries_what_the_drill_writes(tmp_path: Path) -> None:
+    from infra import contracts as ct
+    from infra.render import render_stacks
+
+    files = render_stacks(load(tmp_path), ["monitoring"], write=False)["monitoring"].files
+    dashboard = json.loads(files["grafana/dashboards/backups.json"])
+    written = {line.split("{", 1)[0] for line in bk.drill_metrics(
+        [bk.DrillResult("auth", "a", "t", True, 1, 2, 3)], 0).splitlines()
+        if not line.startswith("#")}
+    used = ct.queried_metrics(dashboard)
+    assert used and used <= written, used - written
