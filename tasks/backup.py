@@ -282,7 +282,8 @@ def drill(c, stack=None, timeout=0, profile=""):
     serving. It comes up with its health checks (a database loaded from its dump first), then
     everything the drill created is removed. Prints each stack's result, how old its newest
     restorable data is and how long it took; writes them to BUILD_DIR/<profile>/backup/
-    drills.prom (Prometheus text) and drills.json. Exit 1 when a drill fails."""
+    drills.json and, as Prometheus text, to DATA_ROOT/drills/drills.prom, which the monitoring
+    stack's Alloy reads for the Backups dashboard in Grafana. Exit 1 when a drill fails."""
     import json as json_module
     import time
 
@@ -324,7 +325,12 @@ def drill(c, stack=None, timeout=0, profile=""):
                 compose_text, lambda path, text: atomic_write(Path(path), text, 0o600),
                 int(timeout or config["HEALTH_TIMEOUT"]), time.time(), status.update))
     folder = config.build_dir / "backup"
-    atomic_write(folder / "drills.prom", bk.drill_metrics(results, time.time()), 0o644)
+    metrics = bk.drill_metrics(results, time.time())
+    atomic_write(folder / "drills.prom", metrics, 0o644)
+    # where the monitoring stack's Alloy reads it (its `drills` volume), on this machine
+    shared = config.path("DATA_ROOT") / "drills"
+    shared.mkdir(parents=True, exist_ok=True)
+    atomic_write(shared / "drills.prom", metrics, 0o644)
     atomic_write(folder / "drills.json", json_module.dumps(
         [r.__dict__ for r in results], indent=1) + "\n", 0o644)
     table = Table(title="Restore drills")

@@ -714,7 +714,7 @@ def test_a_restore_drill_proves_the_backup_while_the_live_stack_serves(lab: e2e.
     assert {k: v for k, v in _ids(lab).items() if k[0] == "auth"} == live
     assert not any(project.startswith("drill-") for project, _ in lab.containers())
     assert set(lab.docker("network", "ls", "--format", "{{.Name}}").split()) == networks
-    prom = (lab.workdir / "build" / e2e.PROFILE / "backup" / "drills.prom").read_text()
+    prom = (lab.workdir / "data" / "drills" / "drills.prom").read_text()  # what Alloy reads
     assert 'stackyard_backup_drill_ok{stack="auth"} 1' in prom
     assert not (lab.workdir / "build" / e2e.PROFILE / "backup" / "drills" / "auth").exists()
 
