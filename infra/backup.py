@@ -140,7 +140,7 @@ def restic_command(args: Sequence[str], repository: str, password_file: str) -> 
     """A restic command line: its repository and password file given by environment
     variables on the line (never the password itself)."""
     q = shlex.quote
-    return (f"RESTIC_REPOSITORY={q(repository)} RESTIC_PASSWORD_FILE={q(password_file)} "
+    return (f"env RESTIC_REPOSITORY={q(repository)} RESTIC_PASSWORD_FILE={q(password_file)} "
             f"restic {' '.join(q(a) for a in args)}")
 
 

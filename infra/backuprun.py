@@ -35,10 +35,11 @@ class Repository:
     url: str  # what restic is given (a local folder, absolute, or a restic URL)
     password_file: str  # a 0600 file holding BACKUP_PASSWORD (never on a command line)
     options: tuple[str, ...] = ()  # restic -o options (an inventory host's ssh command)
+    inside: str = ""  # a rootless engine's user namespace: the nsenter prefix (in_engine)
 
     def command(self, *args: str) -> str:
         extra = [part for option in self.options for part in ("-o", option)]
-        return bk.restic_command([*extra, *args], self.url, self.password_file)
+        return self.inside + bk.restic_command([*extra, *args], self.url, self.password_file)
 
 
 def sftp_through_inventory(value: str, project: Project) -> tuple[str, tuple[str, ...]]:
@@ -76,7 +77,8 @@ def repository_of(project: Project) -> Repository:
     folder.chmod(0o700)
     password = folder / "password"
     atomic_write(password, config.secrets["BACKUP_PASSWORD"] + "\n", 0o600)
-    return Repository(url, str(password), options)
+    return Repository(url, str(password), options,
+                      in_engine(config.flag("ROOTLESS"), config.get("DOCKER_SOCKET")))
 
 
 def ensure_repository(c: Any, repo: Repository) -> bool:
@@ -119,9 +121,25 @@ class StackPaths:
     staging: str  # this stack's backup folder on the engine's host (its dumps)
     compose_base: str  # `docker compose -p NAME`
     compose_up: Callable[[Sequence[str]], str]  # `... up -d --wait SERVICES` (rendered files)
+    inside: str = ""  # a rootless engine's user namespace: the nsenter prefix (in_engine)
 
     def data(self, source: str) -> str:
         return f"{self.data_root.rstrip('/')}/{source}"
+
+    def fs(self, command: str) -> str:
+        """A shell command on the stack's files, where their owners mean what the containers
+        see (inside a rootless engine's user namespace)."""
+        return f"{self.inside}sh -c {q(command)}" if self.inside else command
+
+
+def in_engine(rootless: bool, socket: str) -> str:
+    """The prefix that runs a command inside a rootless engine's user and mount namespaces
+    (files owned by subordinate UIDs are then readable and chown-able as the containers'
+    users; '' for a rootful engine). Its dockerd writes its pid beside its socket."""
+    if not rootless:
+        return ""
+    pidfile = f"{os.path.dirname(socket) or '.'}/docker.pid"
+    return f"nsenter -U --preserve-credentials -m -t \"$(cat {q(pidfile)})\" "
 
 
 def back_up_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repository,
@@ -189,8 +207,9 @@ def newer_data(c: Any, plan: bk.StackBackup, paths: StackPaths, snapshot: bk.Sna
     if not folders:
         return []
     stamp = snapshot.time.replace("T", " ")[:19]
-    found = c.run(f"find {' '.join(q(f) for f in folders)} -newermt {q(stamp + ' UTC')} "
-                  "-type f 2>/dev/null | head -n 5", hide=True, warn=True, in_stream=False)
+    found = c.run(paths.fs(f"find {' '.join(q(f) for f in folders)} -newermt "
+                           f"{q(stamp + ' UTC')} -type f 2>/dev/null | head -n 5"),
+                  hide=True, warn=True, in_stream=False)
     return [line for line in found.stdout.splitlines() if line.strip()]
 
 
@@ -202,19 +221,19 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     data as it was), removed once the stack is healthy."""
     staging = f"{paths.staging}/restore-{snapshot.short}"
     say(f"{plan.stack}: restoring snapshot {snapshot.short} to a staging folder")
-    _must(c, f"rm -rf {q(staging)} && mkdir -p {q(staging)}",
+    _must(c, paths.fs(f"rm -rf {q(staging)} && mkdir -p {q(staging)}"),
           f"preparing the staging folder {staging} (the live data is untouched)")
     result = c.run(repo.command("restore", snapshot.id, "--target", staging), hide=True,
                    warn=True, in_stream=False)
     if not result.ok:
-        c.run(f"rm -rf {q(staging)}", hide=True, warn=True, in_stream=False)
+        c.run(paths.fs(f"rm -rf {q(staging)}"), hide=True, warn=True, in_stream=False)
         raise InfraError(f"restic could not restore {snapshot.short} of {plan.stack}; the live "
                          f"data is untouched: {_tail(result.stderr or result.stdout)}")
     missing = [s for s in plan.included
-               if not c.run(f"test -d {q(staging + paths.data(s))}", hide=True, warn=True,
-                            in_stream=False).ok]
+               if not c.run(paths.fs(f"test -d {q(staging + paths.data(s))}"), hide=True,
+                            warn=True, in_stream=False).ok]
     if missing:
-        c.run(f"rm -rf {q(staging)}", hide=True, warn=True, in_stream=False)
+        c.run(paths.fs(f"rm -rf {q(staging)}"), hide=True, warn=True, in_stream=False)
         raise InfraError(f"snapshot {snapshot.short} does not hold {', '.join(missing)} of "
                          f"{plan.stack}; the live data is untouched")
     say(f"{plan.stack}: stopping the stack")
@@ -223,11 +242,12 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     aside = []
     for source in plan.included + tuple(d.source for d in plan.dumps):
         live = paths.data(source)
-        _must(c, f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi",
+        _must(c, paths.fs(f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi"),
               f"moving {live} aside")
         aside.append(live + suffix)
         if source in plan.included:
-            _must(c, f"mkdir -p {q(str(Path(live).parent))} && mv {q(staging + live)} {q(live)}",
+            _must(c, paths.fs(f"mkdir -p {q(str(Path(live).parent))} && "
+                              f"mv {q(staging + live)} {q(live)}"),
                   f"putting the restored {source} in place (the data as it was: "
                   f"{live + suffix})")
     prepare_volumes()  # a dumped database's folder, fresh, with its owner and mode
@@ -244,8 +264,8 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
                              + ", ".join(aside))
     say(f"{plan.stack}: bringing the stack up")
     bring_up()
-    c.run(f"rm -rf {q(staging)} " + " ".join(q(a) for a in aside), hide=True, warn=True,
-          in_stream=False)
+    c.run(paths.fs(f"rm -rf {q(staging)} " + " ".join(q(a) for a in aside)), hide=True,
+          warn=True, in_stream=False)
     return aside
 
 
@@ -264,8 +284,9 @@ def drill_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repositor
     restored_in = 0.0
     ok, detail = False, ""
     try:
-        _must(c, f"rm -rf {q(scratch)} && mkdir -p {q(stack_dir)} {q(data)} && "
-                 f"cp -a {q(rendered_dir)}/. {q(stack_dir)}/", "preparing the drill's folder")
+        _must(c, paths.fs(f"rm -rf {q(scratch)} && mkdir -p {q(stack_dir)} {q(data)} && "
+                          f"cp -a {q(rendered_dir)}/. {q(stack_dir)}/"),
+              "preparing the drill's folder")
         write(f"{stack_dir}/compose.yaml", compose_text(data))
         say(f"{plan.stack}: restoring snapshot {snapshot.short} into {scratch}")
         result = c.run(repo.command("restore", snapshot.id, "--target", f"{scratch}/restore"),
@@ -275,14 +296,14 @@ def drill_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repositor
                              f"{_tail(result.stderr or result.stdout)}")
         for source in plan.included:
             target = f"{data}/{source}"
-            _must(c, f"mkdir -p {q(str(Path(target).parent))} && "
-                     f"mv {q(scratch + '/restore' + paths.data(source))} {q(target)}",
+            _must(c, paths.fs(f"mkdir -p {q(str(Path(target).parent))} && "
+                              f"mv {q(scratch + '/restore' + paths.data(source))} {q(target)}"),
                   f"placing the restored {source}")
         for dump in plan.dumps:
             folder = f"{data}/{dump.source}"
-            _must(c, f"mkdir -p {q(folder)}"
-                     + (f" && chown {q(dump.owner)} {q(folder)}" if dump.owner else "")
-                     + (f" && chmod {q(dump.mode)} {q(folder)}" if dump.mode else ""),
+            _must(c, paths.fs(f"mkdir -p {q(folder)}"
+                              + (f" && chown {q(dump.owner)} {q(folder)}" if dump.owner else "")
+                              + (f" && chmod {q(dump.mode)} {q(folder)}" if dump.mode else "")),
                   f"a fresh folder for {dump.service}'s database")
         restored_in = time.monotonic() - begin
         wait = f"up -d --wait --wait-timeout {int(timeout)}"
@@ -301,7 +322,7 @@ def drill_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Repositor
         say(f"{plan.stack}: tearing the drill down")
         c.run(f"{base} down --volumes --remove-orphans --timeout 5", hide=True, warn=True,
               in_stream=False)
-        c.run(f"rm -rf {q(scratch)}", hide=True, warn=True, in_stream=False)
+        c.run(paths.fs(f"rm -rf {q(scratch)}"), hide=True, warn=True, in_stream=False)
     return bk.DrillResult(plan.stack, snapshot.short, snapshot.time, ok, restored_in,
                           time.monotonic() - begin,
                           max(0.0, now - bk.epoch_of(snapshot.time)), detail)

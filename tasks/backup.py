@@ -19,7 +19,7 @@ STACK_HELP = "stack to act on (repeatable); default: every stack with something 
 
 
 def _paths(project: Any, name: str) -> Any:
-    from infra.backuprun import StackPaths
+    from infra.backuprun import StackPaths, in_engine
     from infra.bringup.commands import ComposeTarget, compose_up
     from infra.bringup.plan import project_name
     from infra.render import stack_output_dir
@@ -34,7 +34,8 @@ def _paths(project: Any, name: str) -> Any:
 
     staging = config.build_dir / "backup" / name
     return StackPaths(str(config.path("DATA_ROOT")), str(staging),
-                      ComposeTarget.by_name(project_name(name)).base(), up)
+                      ComposeTarget.by_name(project_name(name)).base(), up,
+                      in_engine(config.flag("ROOTLESS"), config.get("DOCKER_SOCKET")))
 
 
 def _selected(project: Any, stack: list[str] | None) -> list[tuple[str, Any]]:
@@ -53,11 +54,15 @@ def _host_tag(project: Any) -> str:
     return project.config.host or socket.gethostname()
 
 
-def _require_root_or_say(c: Any) -> None:
-    """restic reads every service's files, owned by their containers' users: as root."""
-    if hasattr(os, "geteuid") and os.geteuid() != 0 and not getattr(c, "host", None):
+def _require_root_or_say(c: Any, rootless: bool = False) -> None:
+    """restic reads every service's files, owned by their containers' users: as root, or,
+    with a rootless engine, as its user inside the engine's user namespace."""
+    if rootless or getattr(c, "host", None):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
         raise Exit("error: backup and restore read and write files owned by the containers' "
-                   "users: run them as root (sudo -E invoke backup ...)", code=2)
+                   "users: run them as root (sudo -E invoke backup ...), or as the user of a "
+                   "rootless engine (ROOTLESS=true)", code=2)
 
 
 @infra_task(iterable=["stack"], help={"stack": STACK_HELP}, interrupts="raise")
@@ -78,8 +83,8 @@ def backup(c, stack=None, profile=""):
     from infra.backuprun import back_up_stack, ensure_repository, forget, repository_of
     from infra.interrupt import track
 
-    _require_root_or_say(c)
     project = load(profile)
+    _require_root_or_say(c, project.config.flag("ROOTLESS"))
     chosen = _selected(project, stack)
     repo = repository_of(project)
     out = console()
@@ -117,8 +122,8 @@ def snapshots(c, stack=None, json=False, profile=""):
     from infra.backuprun import ensure_repository, repository_of
     from infra.backuprun import snapshots as listed
 
-    _require_root_or_say(c)
     project = load(profile, write=False)
+    _require_root_or_say(c, project.config.flag("ROOTLESS"))
     repo = repository_of(project)
     ensure_repository(c, repo)
     found = [s for s in listed(c, repo) if not stack or s.tags.get("stack") in stack]
@@ -187,10 +192,10 @@ def restore(c, stack="", snapshot="", yes=False, timeout=0, profile=""):
 
     from .lifecycle import bring_up
 
-    _require_root_or_say(c)
     if not stack:
         raise Exit("error: --stack: name the stack to restore", code=2)
     project = load(profile)
+    _require_root_or_say(c, project.config.flag("ROOTLESS"))
     ((name, plan),) = _selected(project, [stack])
     if plan.empty:
         raise Exit(f"error: {name} has nothing to restore (its volumes are excluded from "
@@ -234,8 +239,9 @@ def restore(c, stack="", snapshot="", yes=False, timeout=0, profile=""):
 def schedule(c, dry=False, profile=""):
     """Run `invoke backup` on a timer: a systemd service and timer (BACKUP_SCHEDULE).
 
-    Written to /etc/systemd/system and enabled (as root, as backups run). Without systemd it
-    prints the crontab line to add instead."""
+    A system unit (/etc/systemd/system, as root) for a rootful engine; a user unit
+    (~/.config/systemd/user) for a rootless one, whose user runs its backups. Without systemd
+    it prints the crontab line to add instead."""
     import shutil
     import sys
     from pathlib import Path
@@ -254,20 +260,24 @@ def schedule(c, dry=False, profile=""):
         print(bk.cron_line(invoke, root, config.profile, config["BACKUP_SCHEDULE"]))
         return
     units = bk.schedule_units(invoke, root, config.profile, config["BACKUP_SCHEDULE"])
-    folder = Path("/etc/systemd/system")
+    rootless = config.flag("ROOTLESS")  # the engine's user runs its backups: a user unit
+    folder = (Path.home() / ".config" / "systemd" / "user" if rootless
+              else Path("/etc/systemd/system"))
+    systemctl = "systemctl --user" if rootless else "systemctl"
     for name, text in units.items():
         out.print(f"{'would write' if dry else 'writing'} {folder / name}", markup=False)
         if dry:
             print(text)
     if dry:
         return
-    _require_root_or_say(c)
+    _require_root_or_say(c, rootless)
+    folder.mkdir(parents=True, exist_ok=True)
     for name, text in units.items():
         atomic_write(folder / name, text, 0o644)
-    c.run(f"systemctl daemon-reload && systemctl enable --now {bk.SCHEDULE_UNIT}.timer",
+    c.run(f"{systemctl} daemon-reload && {systemctl} enable --now {bk.SCHEDULE_UNIT}.timer",
           hide=True)
     out.print(f"enabled {bk.SCHEDULE_UNIT}.timer ({config['BACKUP_SCHEDULE']}); see "
-              f"`systemctl list-timers {bk.SCHEDULE_UNIT}.timer`", markup=False)
+              f"`{systemctl} list-timers {bk.SCHEDULE_UNIT}.timer`", markup=False)
 
 
 @infra_task(iterable=["stack"], help={
@@ -296,8 +306,8 @@ def drill(c, stack=None, timeout=0, profile=""):
     from infra.fsutil import atomic_write
     from infra.render import stack_output_dir
 
-    _require_root_or_say(c)
     project = load(profile, write=False)
+    _require_root_or_say(c, project.config.flag("ROOTLESS"))
     config = project.config
     repo = repository_of(project)
     found = listed(c, repo)

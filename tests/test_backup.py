@@ -51,7 +51,7 @@ def test_a_dump_runs_as_the_containers_user_with_its_database(tmp_path: Path) ->
 
 def test_the_password_never_reaches_a_command_line() -> None:
     line = bk.restic_command(["snapshots", "--json"], "/srv/my backups", "/p/password")
-    assert line == ("RESTIC_REPOSITORY='/srv/my backups' RESTIC_PASSWORD_FILE=/p/password "
+    assert line == ("env RESTIC_REPOSITORY='/srv/my backups' RESTIC_PASSWORD_FILE=/p/password "
                     "restic snapshots --json")
 
 

@@ -77,3 +77,24 @@ def test_status_and_a_second_up_change_nothing(lab: e2e.Lab) -> None:
     again = lab.invoke("up")
     assert again.returncode == 0 and "up to date" in again.stdout
     assert {k: v["id"] for k, v in lab.containers().items()} == before
+
+
+def test_backup_and_restore_inside_the_engines_user_namespace(lab: e2e.Lab) -> None:
+    """MinIO's files belong to a subordinate UID: the engine's user backs them up and
+    restores them through the engine's user namespace, owners and modes kept."""
+    require_program("restic")
+    start = engines.subordinate_start(lab.engine.user)
+    probe = lab.workdir / "data" / "minio" / "probe.bin"
+    probe.write_bytes(b"kept\n")
+    os.chown(probe, start + 1000 - 1, start + 1000 - 1)  # MinIO's uid 1000 in the container
+    probe.chmod(0o640)
+    backup = lab.invoke("backup", "--stack", "minio")
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
+    probe.unlink()
+    restored = lab.invoke("restore", "--stack", "minio", "--yes")
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr
+    info = probe.stat()
+    assert probe.read_bytes() == b"kept\n"
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (
+        start + 1000 - 1, start + 1000 - 1, 0o640)
+    assert lab.containers()[("minio", "minio")]["health"] == "healthy"
