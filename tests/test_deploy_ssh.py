@@ -327,73 +327,6 @@ def test_a_host_lost_mid_deploy_is_named_and_the_other_finishes(fleet: Fleet, po
     assert "Up" in fleet.containers("h2")[("minio", "minio")][1]
 
 
-def test_a_dead_host_is_named_and_the_other_still_deploys(fleet: Fleet) -> None:
-    removed = fleet.containers("h1")[("zot", "zot")][0]
-    fleet.docker("h1", "rm", "-f", removed)
-    hosts.stop_sshd(fleet.host("h2"))
-    result = fleet.invoke("deploy", "--all")
-    assert result.returncode != 0
-    assert "connection refused" in result.stdout + result.stderr
-    assert "h2" in result.stderr  # the exit message names the dead host
-    recreated = fleet.containers("h1")[("zot", "zot")]
-    assert recreated[0] != removed and "Up" in recreated[1]
-    rows = summary_rows(result.stdout)
-    assert rows["h1"][1] == "deployed", result.stdout
-    assert rows["h2"][1] == "failed" and "connection refused" in rows["h2"][-1], rows
-
-
-def test_fab_status_over_ssh_names_the_hosts_stacks(fleet: Fleet) -> None:
-    result = fleet.run(FAB, "-H", "h1", "status")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "zot" in result.stdout and "running" in result.stdout
-    assert "minio" not in result.stdout  # only the stacks placed on h1
-
-
-def test_fab_day_two_tasks_act_on_the_hosts_engine(fleet: Fleet) -> None:
-    """ps, logs, certs.trust and host.prepare --dry through fab on h1, each with h1's
-    settings from the inventory; then down (last: it stops h1's stacks)."""
-    shown = fleet.run(FAB, "-H", "h1", "ps")
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert "zot" in shown.stdout and "Up" in shown.stdout and "minio" not in shown.stdout
-
-    logs = fleet.run(FAB, "-H", "h1", "logs", "--tail", "20")
-    assert logs.returncode == 0, logs.stdout + logs.stderr
-    zot_id = fleet.containers("h1")[("zot", "zot")][0]
-    engine_logs = subprocess.run(["docker", "-H", f"unix://{fleet.host('h1').docker_socket}",
-                                  "logs", "--tail", "20", zot_id], capture_output=True,
-                                 text=True, timeout=60)
-    last = (engine_logs.stdout + engine_logs.stderr).strip().splitlines()
-    require(bool(last), "the zot double logs something")
-    assert last[-1].strip() in logs.stdout  # the host engine's log, through compose over SSH
-
-    certs = fleet.invoke("certs")
-    assert certs.returncode == 0, certs.stdout + certs.stderr
-    certs_d = fleet.workdir / "h1" / "certs.d"
-    trusted = fleet.run(FAB, "-H", "h1", "certs.trust", "--registry", "registry.test:5000",
-                        "--certs-d", str(certs_d))
-    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
-    root = (fleet.workdir / "certs" / "ca.pem").read_text()
-    assert (certs_d / "registry.test:5000" / "ca.crt").read_text() == root
-    again = fleet.run(FAB, "-H", "h1", "certs.trust", "--registry", "registry.test:5000",
-                      "--certs-d", str(certs_d))
-    assert "unchanged" in again.stdout, again.stdout
-
-    # the host's settings: its inventory DATA_ROOT, not this checkout's
-    prepared = fleet.run(FAB, "-H", "h1", "host.prepare", "--dry")
-    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    host_data = fleet.workdir / "h1" / "data"
-    assert f"data directories under {host_data}" in prepared.stdout, prepared.stdout
-    assert f"{host_data}/loki" in prepared.stdout.replace("\n", " ")
-    assert str(PROJECT_ROOT / "data") not in prepared.stdout
-
-    data = fleet.workdir / "h1" / "data" / "zot"
-    assert data.is_dir()
-    stopped = fleet.run(FAB, "-H", "h1", "down")
-    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    assert fleet.containers("h1") == {}
-    assert data.is_dir()  # down keeps the data
-
-
 def test_a_failed_change_on_a_host_rolls_back_and_fab_rollback_goes_back(fleet: Fleet) -> None:
     """On h2 (minio): a deploy of a pin that never becomes healthy returns minio to its last
     healthy revision there (the history of h2 says both); a good v2 is deployed; `fab -H h2
@@ -466,3 +399,71 @@ def test_a_backup_repository_on_an_inventory_host_over_sftp(fleet: Fleet) -> Non
         assert "Traceback" not in text
     finally:
         fleet.environ = environ
+
+
+# h2's sshd stops here: the tests above need it
+def test_a_dead_host_is_named_and_the_other_still_deploys(fleet: Fleet) -> None:
+    removed = fleet.containers("h1")[("zot", "zot")][0]
+    fleet.docker("h1", "rm", "-f", removed)
+    hosts.stop_sshd(fleet.host("h2"))
+    result = fleet.invoke("deploy", "--all")
+    assert result.returncode != 0
+    assert "connection refused" in result.stdout + result.stderr
+    assert "h2" in result.stderr  # the exit message names the dead host
+    recreated = fleet.containers("h1")[("zot", "zot")]
+    assert recreated[0] != removed and "Up" in recreated[1]
+    rows = summary_rows(result.stdout)
+    assert rows["h1"][1] == "deployed", result.stdout
+    assert rows["h2"][1] == "failed" and "connection refused" in rows["h2"][-1], rows
+
+
+def test_fab_status_over_ssh_names_the_hosts_stacks(fleet: Fleet) -> None:
+    result = fleet.run(FAB, "-H", "h1", "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "zot" in result.stdout and "running" in result.stdout
+    assert "minio" not in result.stdout  # only the stacks placed on h1
+
+
+def test_fab_day_two_tasks_act_on_the_hosts_engine(fleet: Fleet) -> None:
+    """ps, logs, certs.trust and host.prepare --dry through fab on h1, each with h1's
+    settings from the inventory; then down (last: it stops h1's stacks)."""
+    shown = fleet.run(FAB, "-H", "h1", "ps")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "zot" in shown.stdout and "Up" in shown.stdout and "minio" not in shown.stdout
+
+    logs = fleet.run(FAB, "-H", "h1", "logs", "--tail", "20")
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    zot_id = fleet.containers("h1")[("zot", "zot")][0]
+    engine_logs = subprocess.run(["docker", "-H", f"unix://{fleet.host('h1').docker_socket}",
+                                  "logs", "--tail", "20", zot_id], capture_output=True,
+                                 text=True, timeout=60)
+    last = (engine_logs.stdout + engine_logs.stderr).strip().splitlines()
+    require(bool(last), "the zot double logs something")
+    assert last[-1].strip() in logs.stdout  # the host engine's log, through compose over SSH
+
+    certs = fleet.invoke("certs")
+    assert certs.returncode == 0, certs.stdout + certs.stderr
+    certs_d = fleet.workdir / "h1" / "certs.d"
+    trusted = fleet.run(FAB, "-H", "h1", "certs.trust", "--registry", "registry.test:5000",
+                        "--certs-d", str(certs_d))
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    root = (fleet.workdir / "certs" / "ca.pem").read_text()
+    assert (certs_d / "registry.test:5000" / "ca.crt").read_text() == root
+    again = fleet.run(FAB, "-H", "h1", "certs.trust", "--registry", "registry.test:5000",
+                      "--certs-d", str(certs_d))
+    assert "unchanged" in again.stdout, again.stdout
+
+    # the host's settings: its inventory DATA_ROOT, not this checkout's
+    prepared = fleet.run(FAB, "-H", "h1", "host.prepare", "--dry")
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    host_data = fleet.workdir / "h1" / "data"
+    assert f"data directories under {host_data}" in prepared.stdout, prepared.stdout
+    assert f"{host_data}/loki" in prepared.stdout.replace("\n", " ")
+    assert str(PROJECT_ROOT / "data") not in prepared.stdout
+
+    data = fleet.workdir / "h1" / "data" / "zot"
+    assert data.is_dir()
+    stopped = fleet.run(FAB, "-H", "h1", "down")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert fleet.containers("h1") == {}
+    assert data.is_dir()  # down keeps the data
