@@ -346,8 +346,37 @@ def answering(answers: dict[str, tuple[bool, str]]) -> MockContext:
     return MockContext(run=table, repeat=True)
 
 
+def healthy_ps(stack) -> str:  # type: ignore[no-untyped-def]
+    """`compose ps --format json` of ``stack`` with every daemon running and healthy."""
+    import json
+
+    return "".join(json.dumps({"Project": stack.name, "Service": s.name, "ID": s.name,
+                               "Name": f"{stack.name}-{s.name}-1", "State": "running",
+                               "Health": "healthy" if s.health and s.health.command else ""})
+                   + "\n" for s in stack.services if not s.oneshot)
+
+
 def commands(ctx: MockContext) -> list[str]:
     return [call.args[0] for call in ctx.run.call_args_list]  # type: ignore[attr-defined]
+
+
+def test_a_stack_compose_calls_up_but_the_engine_calls_starting_is_not_healthy(project  # type: ignore[no-untyped-def]
+                                                                              ) -> None:
+    """The gate is the engine's health state, not compose's exit code alone (CI once saw
+    `up --wait` end while MinIO's health check had not passed)."""
+    import json
+
+    stack = project.catalogue["minio"]
+    target = ComposeTarget(stack.name, Path("/b"), Path("/b/compose.yaml"))
+    starting = json.dumps({"Project": "minio", "Service": "minio", "ID": "m",
+                           "Name": "minio-minio-1", "State": "running", "Health": "starting"})
+    ctx = answering({"ps -a --format json": (True, starting + "\n")})
+    outcome = bring_up_stack(ctx, stack, target, plan.StackStep("minio", plan.CREATE, ""),
+                             "helper:1", 30)
+    assert outcome.status == schedule.FAILED
+    assert "the engine says minio is starting" in outcome.detail
+    assert [f.service for f in outcome.failures] == ["minio"]
+    assert not any("minio-setup" in c and " up " in c for c in commands(ctx)[1:])  # no job
 
 
 def test_bring_up_waits_for_daemons_then_probes_then_runs_jobs(project  # type: ignore[no-untyped-def]
@@ -356,7 +385,8 @@ def test_bring_up_waits_for_daemons_then_probes_then_runs_jobs(project  # type: 
     target = ComposeTarget(stack.name, Path("/b"), Path("/b/compose.yaml"))
     checks = probes.http_checks(stack)
     probe_out = "".join(f"healthy {c.service}\n" for c in checks)
-    ctx = answering({"docker wait": (True, "0\n"), "--network": (True, probe_out)})
+    ctx = answering({"docker wait": (True, "0\n"), "--network": (True, probe_out),
+                     "ps -a --format json": (True, healthy_ps(stack))})
     step = plan.StackStep(stack.name, plan.CREATE, "not running")
     outcome = bring_up_stack(ctx, stack, target, step, "helper:1", 30)
     assert outcome.status == schedule.HEALTHY, outcome
@@ -375,7 +405,8 @@ def test_a_failing_job_or_probe_is_reported_with_its_logs(project) -> None:  # t
     check = probes.http_checks(stack)[0]
     ctx = answering({"--network": (False, f"unhealthy {check.service} {check.url}: "
                                           "connection refused\n"),
-                     " logs ": (True, "last words\n")})
+                     " logs ": (True, "last words\n"),
+                     "ps -a --format json": (True, healthy_ps(stack))})
     outcome = bring_up_stack(ctx, stack, target, plan.StackStep(stack.name, plan.CREATE, ""),
                              "helper:1", 5)
     assert outcome.status == schedule.FAILED

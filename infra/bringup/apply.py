@@ -176,6 +176,18 @@ def bring_up_stack(c: Any, stack: Stack, target: cmd.ComposeTarget, step: StackS
         if not result.ok:
             error = _last_lines(result.stderr or result.stdout, 6)
             return failed(collect_failures(c, stack, target, daemons, log_tail, error), error)
+        # compose's exit code is not the gate on its own: a service with a health check must
+        # be healthy now, as the engine says (a `--wait` that ended early was seen in CI)
+        checked = {s.name for s in stack.services if s.name in daemons and s.health
+                   and s.health.command}
+        if checked:
+            states = {f.service: f.health or f.state for f in compose_ps(c, target)}
+            unhealthy = sorted(s for s in checked if states.get(s) != "healthy")
+            if unhealthy:
+                error = ("compose reported the stack up, but the engine says "
+                         + ", ".join(f"{s} is {states.get(s, 'absent')}" for s in unhealthy))
+                return failed(collect_failures(c, stack, target, unhealthy, log_tail, error),
+                              error)
     # each service is probed on its home network (internal services only answer there)
     for network, checks in _by_network(http_checks(stack, daemons)).items():
         if stop := interrupted():

@@ -148,6 +148,8 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
         environ.update({"INFRA_ENV_DIR": str(env_dir), "INFRA_PROFILE": PROFILE,
                         "BUILD_DIR": str(workdir / "build"), "DATA_ROOT": str(workdir / "data"),
                         "CERTS_DIR": str(workdir / "certs"), "DOCKER_HOST": eng.host,
+                        # the lab's own restic repository, never the checkout's
+                        "BACKUP_REPOSITORY": str(workdir / "backups"),
                         "COLUMNS": "200"})
         project = load_project(PROFILE, environ=environ)
         begin = time.monotonic()
@@ -163,7 +165,7 @@ def lab(workdir: Path, name: str = "e2e", rootless: bool = False) -> Iterator[La
             # so what they write (secrets, rendered files, keys) is theirs, and the engine,
             # which runs as them, can mount it
             login = users.prepare_login(eng.user, workdir / "login", PROJECT_ROOT, owned=[
-                workdir / d for d in ("env", "data", "build", "certs")])
+                workdir / d for d in ("env", "data", "build", "certs", "backups")])
             certs = subprocess.run(login.command(environ, "certs"), cwd=login.checkout,
                                    capture_output=True, text=True, env=environ,
                                    stdin=subprocess.DEVNULL, timeout=600)
