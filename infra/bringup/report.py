@@ -170,7 +170,7 @@ def failure_report(outcomes: Mapping[str, StackOutcome]) -> Failure | None:
     ports: dict[str, list[str]] = {}
     unhealthy: list[tuple[str, ServiceFailure]] = []
     other: list[str] = []
-    rollbacks = [f"{o.stack}: {o.detail.rpartition('; ')[2]}" for o in outcomes.values()
+    rollbacks = [f"{o.stack}: {o.rollback}" for o in outcomes.values()
                  if o.status == ROLLED_BACK]
     for outcome in outcomes.values():
         if outcome.status not in (FAILED, ROLLED_BACK):

@@ -214,7 +214,7 @@ def _roll_back(c: Any, job: Job, name: str, failed_stack: PreparedStack,
     return schedule.StackOutcome(name, schedule.ROLLED_BACK if back.ok else schedule.FAILED,
                                  outcome.elapsed + back.elapsed,
                                  f"{outcome.detail}; {ending}".strip("; "),
-                                 outcome.failures + back.failures)
+                                 outcome.failures + back.failures, rollback=ending)
 
 
 def failed(outcomes: Mapping[str, schedule.StackOutcome]) -> Sequence[schedule.StackOutcome]:

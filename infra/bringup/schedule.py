@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 HEALTHY, UNCHANGED, FAILED, BLOCKED, NOT_STARTED, INTERRUPTED = (
@@ -42,6 +42,7 @@ class StackOutcome:
     elapsed: float = 0.0
     detail: str = ""
     failures: tuple[ServiceFailure, ...] = ()
+    rollback: str = ""  # a rolled-back change: where the stack went back to (run._roll_back)
 
     @property
     def ok(self) -> bool:
@@ -140,8 +141,7 @@ def run_in_order(order: Sequence[str], depends_on: Mapping[str, Sequence[str]],
         if not outcome.ok and cancelled():  # its commands got the signal: not its failure
             outcome = StackOutcome(name, INTERRUPTED, detail="interrupted while it ran")
         if not outcome.elapsed:
-            outcome = StackOutcome(outcome.stack, outcome.status, time.monotonic() - begin,
-                                   outcome.detail, outcome.failures)
+            outcome = replace(outcome, elapsed=time.monotonic() - begin)
         progress.set(name, outcome.status)
         return outcome
 

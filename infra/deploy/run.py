@@ -285,7 +285,7 @@ def failure_reason(failed: Sequence[Any]) -> str:
         else:
             parts.append(f"{outcome.stack} {outcome.status}: {outcome.detail}"[:200])
         if outcome.status == ROLLED_BACK:  # what runs there now
-            parts[-1] += ", " + outcome.detail.rpartition("; ")[2]
+            parts[-1] += ", " + outcome.rollback
     return "; ".join(parts)
 
 
