@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import backup as bk
 from .errors import ConfigError, InfraError, Problem
 from .fsutil import atomic_write
+from .interrupt import shielded
 
 if TYPE_CHECKING:
     from .project import Project
@@ -51,11 +52,11 @@ def sftp_through_inventory(value: str, project: Project) -> tuple[str, tuple[str
     where, _, path = value.removeprefix("sftp:").partition(":")
     from .inventory import inventory_of
 
-    host = inventory_of(project.config, project.catalogue).hosts.get(where)
+    inventory = inventory_of(project.config, project.catalogue)
+    host = inventory.hosts.get(where)
     if host is None:
         return value, ()
     known = [os.path.expanduser("~/.ssh/known_hosts")]
-    inventory = inventory_of(project.config, project.catalogue)
     known += [inventory.known_hosts] if inventory.known_hosts else []
     ssh = ["ssh", "-p", str(host.port), "-o", "BatchMode=yes",
            "-o", "StrictHostKeyChecking=yes",
@@ -240,16 +241,19 @@ def restore_stack(c: Any, plan: bk.StackBackup, paths: StackPaths, repo: Reposit
     stop_stack()
     suffix = f".pre-restore-{int(time.time())}"
     aside = []
-    for source in plan.included + tuple(d.source for d in plan.dumps):
-        live = paths.data(source)
-        _must(c, paths.fs(f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi"),
-              f"moving {live} aside")
-        aside.append(live + suffix)
-        if source in plan.included:
-            _must(c, paths.fs(f"mkdir -p {q(str(Path(live).parent))} && "
-                              f"mv {q(staging + live)} {q(live)}"),
-                  f"putting the restored {source} in place (the data as it was: "
-                  f"{live + suffix})")
+    # Ctrl-C waits for the swap to end: a volume moved aside but not yet replaced is not a
+    # state to leave (renames: it takes milliseconds)
+    with shielded("swapping the restored volumes into place"):
+        for source in plan.included + tuple(d.source for d in plan.dumps):
+            live = paths.data(source)
+            _must(c, paths.fs(f"if [ -e {q(live)} ]; then mv {q(live)} {q(live + suffix)}; fi"),
+                  f"moving {live} aside")
+            aside.append(live + suffix)
+            if source in plan.included:
+                _must(c, paths.fs(f"mkdir -p {q(str(Path(live).parent))} && "
+                                  f"mv {q(staging + live)} {q(live)}"),
+                      f"putting the restored {source} in place (the data as it was: "
+                      f"{live + suffix})")
     prepare_volumes()  # a dumped database's folder, fresh, with its owner and mode
     for dump in plan.dumps:
         say(f"{plan.stack}: loading the dump of {dump.database} into {dump.service}")

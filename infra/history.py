@@ -215,6 +215,7 @@ def record(build_dir: Path, revision: Revision, files: Mapping[str, str] | None,
         if kept and files is not None:
             target = folder / revision.stack / str(number)
             shutil.rmtree(target, ignore_errors=True)  # a run killed half-way through
+            target.mkdir(parents=True, mode=0o700)  # it holds the stack's secrets too
             for relative, content in files.items():
                 path = target / relative
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

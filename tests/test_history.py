@@ -67,6 +67,7 @@ def test_revisions_are_numbered_kept_and_pruned(tmp_path: Path) -> None:
         (1, "d1", False), (2, "d2", True), (3, "d3", True), (4, "d4", False)]
     folder = history.history_dir(tmp_path) / "minio"
     assert sorted(p.name for p in folder.iterdir()) == ["2", "3"]  # failed ones keep nothing
+    assert stat.S_IMODE((folder / "3").stat().st_mode) == 0o700  # it holds secrets
     secret = folder / "3" / "secrets" / "minio.env"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert stat.S_IMODE((history.history_dir(tmp_path) / "minio.json").stat().st_mode) == 0o600
