@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -106,10 +106,6 @@ def load(build_dir: Path, stack: str) -> list[Revision]:
     return revisions
 
 
-def load_all(build_dir: Path, stacks: Iterable[str]) -> dict[str, list[Revision]]:
-    return {name: load(build_dir, name) for name in stacks}
-
-
 def _revision(entry: Any, stack: str) -> Revision:
     if not isinstance(entry, dict):
         raise TypeError("not a mapping")
@@ -140,16 +136,6 @@ def _damaged(path: Path, why: str) -> ConfigError:
 def current(revisions: Sequence[Revision]) -> Revision | None:
     """The revision that runs now: the last one recorded."""
     return revisions[-1] if revisions else None
-
-
-def last_good(revisions: Sequence[Revision], before: int | None = None) -> Revision | None:
-    """The latest healthy revision (older than ``before`` when given) whose files are kept."""
-    for revision in reversed(revisions):
-        if before is not None and revision.rev >= before:
-            continue
-        if revision.good and revision.kept:
-            return revision
-    return None
 
 
 def rollback_target(revisions: Sequence[Revision], to: int | None) -> Revision:

@@ -121,12 +121,6 @@ def _repository(reference: str) -> str:
 # ---------------------------------------------------------------- the digest lock
 
 
-@dataclass(frozen=True)
-class LockEntry:
-    reference: str  # the pin, tag only
-    digest: str  # sha256:...
-
-
 @dataclass
 class Lock:
     entries: dict[str, str] = field(default_factory=dict)  # pin -> digest

@@ -120,7 +120,7 @@ def update(c, stack=None, image=None, level="minor", dry=False, timeout=0, profi
     if dry:
         out.print("dry run: nothing written, nothing pulled")
         return
-    lock_before = _write_pins(project, path, before, after, changes, c)
+    lock_before = _write_pins(project, path, before, after, changes)
     _name_unverified_pins(project, [ch.setting for ch in changes])
     stacks = sorted({s for ch in changes for s in ch.stacks})
     if not stacks:
@@ -181,7 +181,7 @@ def _show_diff(path: Any, before: str, after: str, root: Any) -> None:
         console().print(f"[{colour}]{escape(line)}[/{colour}]", highlight=False)
 
 
-def _write_pins(project: Any, path: Any, before: str, after: str, changes: Any, c: Any
+def _write_pins(project: Any, path: Any, before: str, after: str, changes: Any
                 ) -> dict[str, str] | None:
     """Write the pins; the configuration must load with them (else they are put back, exit
     2); the lock follows when there is one. Returns the lock's entries before (None: none)."""

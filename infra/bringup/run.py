@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,10 +215,6 @@ def _roll_back(c: Any, job: Job, name: str, failed_stack: PreparedStack,
                                  outcome.elapsed + back.elapsed,
                                  f"{outcome.detail}; {ending}".strip("; "),
                                  outcome.failures + back.failures, rollback=ending)
-
-
-def failed(outcomes: Mapping[str, schedule.StackOutcome]) -> Sequence[schedule.StackOutcome]:
-    return [o for o in outcomes.values() if not o.ok]
 
 
 @dataclass(frozen=True)
