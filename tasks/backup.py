@@ -7,7 +7,6 @@ commands run through infra.backuprun; the bring-up after a restore is up's, heal
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,8 @@ def _selected(project: Any, stack: list[str] | None) -> list[tuple[str, Any]]:
 
 
 def _host_tag(project: Any) -> str:
+    import socket  # here, not at start-up: `invoke --list` stays instant
+
     return project.config.host or socket.gethostname()
 
 
